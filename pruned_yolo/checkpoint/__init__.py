@@ -1,0 +1,52 @@
+"""Checkpoints: our pickle-free safetensors format and the import of official `.pt` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..models.yolo import YOLO
+from .native import SUFFIX, load_native, read_header, save_checkpoint
+from .ultralytics import load_ultralytics, read_pt
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """'native' (safetensors) or 'ultralytics' (torch zip), decided by content, not by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head[:2] == b"PK":
+        return "ultralytics"
+    if len(head) == 8:
+        return "native"
+    raise CheckpointError(f"{path}: file too short to be a checkpoint")
+
+
+def load_model(path: str | Path) -> YOLO:
+    """Load a model from our `.safetensors` checkpoint or an official ultralytics `.pt`."""
+    kind = checkpoint_kind(path)
+    return load_ultralytics(path) if kind == "ultralytics" else load_native(path)
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Convert any supported checkpoint to ours; `dst` is a file or a folder."""
+    model = load_model(src)
+    dst = Path(dst)
+    if dst.suffix != SUFFIX:
+        dst = dst / (Path(src).stem + SUFFIX)
+    return save_checkpoint(model, dst)
+
+
+__all__ = [
+    "SUFFIX",
+    "checkpoint_kind",
+    "convert_checkpoint",
+    "load_model",
+    "load_native",
+    "load_ultralytics",
+    "read_header",
+    "read_pt",
+    "save_checkpoint",
+]

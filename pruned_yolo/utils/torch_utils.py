@@ -1,0 +1,71 @@
+"""Device selection, parameter and FLOP counting."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import PrunedYoloError
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """'' or None -> cuda:0 when available else cpu; 'cpu', '0', 'cuda:1' as usual."""
+    if isinstance(device, torch.device):
+        return device
+    device = (device or "").strip().lower()
+    if device in ("", "auto"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.isdigit():
+        device = f"cuda:{device}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PrunedYoloError(f"device '{device}' requested but CUDA is not available")
+    return torch.device(device)
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Use `threads` intra-op threads (default: all cores), and return the number in use."""
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, per_module: bool = False):
+    """FLOPs (2 x multiply-accumulates) of one forward pass at `imgsz`, by torch's flop counter.
+
+    With `per_module`, also returns {module name: flops} for the model's direct layers.
+    """
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    p = next(model.parameters())
+    x = torch.zeros(1, getattr(model, "in_channels", 3), h, w, device=p.device, dtype=p.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    total = counter.get_total_flops()
+    if not per_module:
+        return total
+    flops = counter.get_flop_counts()
+    layer_flops = {}
+    for name, counts in flops.items():
+        parts = name.split(".")
+        # names look like "YOLO.model.3"; keep the direct layers only
+        if len(parts) == 3 and parts[1] == "model":
+            layer_flops[int(parts[2])] = sum(counts.values())
+    return total, layer_flops
+
+
+def gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
+    return count_flops(model, imgsz) / 1e9

@@ -7,7 +7,6 @@ the fast numpy implementation in `metrics.py` (same protocol; used per epoch).
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
@@ -22,17 +21,9 @@ from ..data.val_dataset import ValDataset, val_loader
 from ..inference.nms import non_max_suppression
 from ..utils.boxes import unletterbox_boxes, xywh2xyxy
 from ..utils.files import write_json
+from ..utils.torch_utils import prepare_for_inference
 from .coco import coco_evaluate, coco_ground_truth, detections_to_coco
 from .metrics import compute_ap, match_image
-
-
-def prepare_for_inference(model: torch.nn.Module, device: torch.device, half: bool = False):
-    """A fused eval copy of `model` on `device` (the original is left untouched)."""
-    model = copy.deepcopy(model)
-    if hasattr(model, "fuse"):
-        model.fuse()
-    model = model.to(device).eval()
-    return model.half() if half else model.float()
 
 
 class Validator:

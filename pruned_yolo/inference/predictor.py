@@ -16,8 +16,8 @@ from ..data.index import DatasetIndex, check_image
 from ..data.labels import EMPTY
 from ..data.val_dataset import ValDataset, val_loader
 from ..errors import DataError
-from ..evaluation.validator import prepare_for_inference
 from ..utils.boxes import unletterbox_boxes
+from ..utils.torch_utils import prepare_for_inference
 from .nms import non_max_suppression
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -69,3 +70,12 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, per_module
 
 def gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
     return count_flops(model, imgsz) / 1e9
+
+
+def prepare_for_inference(model: nn.Module, device: torch.device | str, half: bool = False) -> nn.Module:
+    """A fused eval copy of `model` on `device` (the original is left untouched)."""
+    model = copy.deepcopy(model)
+    if hasattr(model, "fuse"):
+        model.fuse()
+    model = model.to(device).eval()
+    return model.half() if half else model.float()

@@ -50,9 +50,13 @@ _ORIENT = {
 }
 
 
+# formats whose EXIF orientation we honour (pixels and size alike)
+_EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".mpo")
+
+
 def _apply_exif_orientation(im: np.ndarray, path: str | Path) -> np.ndarray:
-    # IMREAD_UNCHANGED ignores EXIF, so apply it here (JPEG/TIFF/WebP carry it)
-    if Path(path).suffix.lower() not in (".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".mpo"):
+    # IMREAD_UNCHANGED ignores EXIF, so apply it here
+    if Path(path).suffix.lower() not in _EXIF_SUFFIXES:
         return im
     fix = _ORIENT.get(_exif_orientation(path))
     return fix(im) if fix else im
@@ -63,7 +67,7 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as img:
             w, h = img.size
-            orientation = int(img.getexif().get(0x0112, 1))
+            orientation = int(img.getexif().get(0x0112, 1)) if Path(path).suffix.lower() in _EXIF_SUFFIXES else 1
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ class DatasetIndex:
     labels: list[np.ndarray]
     problems: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    from_cache: bool = False
 
     def __len__(self) -> int:
         return len(self.images)
@@ -39,49 +42,107 @@ class DatasetIndex:
                 parts.append(f"{n} {one if n == 1 else many}")
         return (", ".join(parts) + " skipped") if parts else ""
 
+    def report(self) -> None:
+        """Log one warning line per problem, then the summary line once."""
+        for p in self.problems:
+            LOGGER.warning("WARNING %s", p)
+        if self.summary():
+            LOGGER.warning("%s", self.summary())
+
 
 _COUNT_WORDS = {
     "corrupt_images": ("corrupt image", "corrupt images"),
     "bad_label_lines": ("bad label line", "bad label lines"),
 }
 
+_PIL_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
 
 def check_image(path: Path) -> str | None:
-    """None if the image looks decodable, else the reason it is not."""
+    """None if the image decodes, else the reason it does not.
+
+    Header and chunk checks (`verify`: PNG CRCs and end chunk), the JPEG end-of-image
+    marker, then a real decode (JPEG at 1/8 scale, which still reads every entropy-coded
+    byte) so that truncated files and garbage after a valid header are both caught.
+    """
+    path = Path(path)
     try:
         with Image.open(path) as img:
             img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            with path.open("rb") as f:
+                f.seek(-2, 2)
+                if f.read() != b"\xff\xd9":
+                    return "corrupt image (truncated JPEG: no end-of-image marker)"
+        with Image.open(path) as img:
+            if img.format in ("JPEG", "MPO"):
+                img.draft(img.mode, (max(img.size[0] // 8, 1), max(img.size[1] // 8, 1)))
+            img.load()
+    except _PIL_ERRORS as e:
         return f"corrupt image ({type(e).__name__}: {e})"
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        with path.open("rb") as f:
-            f.seek(-2, 2)
-            if f.read() != b"\xff\xd9":
-                return "corrupt image (truncated JPEG: no end-of-image marker)"
     return None
 
 
-def index_images(images: list[Path], nc: int, warn: bool = True) -> DatasetIndex:
-    """Check every image and label; skip (and report once each) what cannot be used."""
+def _index_one(path: Path, nc: int):
+    reason = check_image(path)
+    size = image_size(path) if reason is None else None
+    if reason is not None or size is None:
+        return path, None, None, [f"{path}: {reason or 'unreadable image'}"]
+    rows, label_problems = parse_label_file(label_path(path), nc)
+    return path, size, rows, label_problems
+
+
+def _build_index(images: list[Path], nc: int, workers: int | None) -> DatasetIndex:
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers > 1 and len(images) > 8:
+        with ThreadPoolExecutor(workers) as pool:  # PIL decodes and file reads release the GIL
+            results = list(pool.map(lambda p: _index_one(Path(p), nc), images))
+    else:
+        results = [_index_one(Path(p), nc) for p in images]
     kept, shapes, labels, problems = [], [], [], []
     counts: Counter = Counter()
-    for path in images:
-        reason = check_image(path)
-        size = image_size(path) if reason is None else None
-        if reason is not None or size is None:
-            problems.append(f"{path}: {reason or 'unreadable image'}")
+    for path, size, rows, msgs in results:
+        problems += msgs
+        if size is None:
             counts["corrupt_images"] += 1
             continue
-        rows, label_problems = parse_label_file(label_path(path), nc)
-        problems += label_problems
-        counts["bad_label_lines"] += len(label_problems)
+        counts["bad_label_lines"] += len(msgs)
         kept.append(path)
         shapes.append(size)
         labels.append(rows)
+    counts = Counter({k: v for k, v in counts.items() if v})
+    return DatasetIndex(kept, np.array(shapes, dtype=np.int64).reshape(-1, 2), labels, problems, counts)
+
+
+def index_images(
+    images: list[Path], nc: int, warn: bool = True, cache: bool = False, workers: int | None = None
+) -> DatasetIndex:
+    """Check every image and label; skip (and report once each) what cannot be used.
+
+    With `cache=True` the result is stored under the user cache folder (see
+    `pruned_yolo.data.cache`) and reused while no image or label file changed (same
+    paths, sizes and mtimes, same nc); the problems found are reported again either way.
+    """
+    images = [Path(p) for p in images]
+    index = None
+    if cache:
+        from .cache import cache_file, fingerprint, load_index_cache, save_index_cache
+
+        cfile = cache_file(images, nc)
+        key = fingerprint(images, [label_path(p) for p in images], nc)
+        hit = load_index_cache(cfile, key)
+        if hit is not None:
+            index = DatasetIndex(*hit, from_cache=True)
+            LOGGER.info("labels: %d images from cache %s", len(index), cfile)
+    if index is None:
+        index = _build_index(images, nc, workers)
+        if cache:
+            save_index_cache(cfile, key, index)
     if warn:
-        for p in problems:
-            LOGGER.warning("WARNING %s", p)
-    index = DatasetIndex(kept, np.array(shapes, dtype=np.int64).reshape(-1, 2), labels, problems, counts)
-    if warn and index.summary():
-        LOGGER.warning("%s", index.summary())
+        index.report()
     return index
+
+
+def load_or_build_index(images: list[Path], nc: int, warn: bool = True) -> DatasetIndex:
+    """`index_images` with the label cache on."""
+    return index_images(images, nc, warn=warn, cache=True)

@@ -53,3 +53,61 @@ def draw_boxes(
         org = (x1, y1 - 2 if top else y1 + th + 2)
         cv2.putText(im, text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), max(lw - 1, 1), cv2.LINE_AA)
     return im
+
+
+def plot_batch(imgs, targets, names, path, max_images: int = 16, paths=None, max_size: int = 1920):
+    """Save a grid of the first `max_images` images of a batch with their boxes as a JPEG.
+
+    imgs: (B, 3, H, W) RGB, uint8 or float in [0, 1] (tensor or array); targets: (N, 6)
+    `[slot, class, cx, cy, w, h]` normalised (a 7th column, if any, is drawn as a score);
+    paths: optional per-image file names written under each tile. Returns the path.
+    """
+    from pathlib import Path
+
+    import torch
+
+    if isinstance(imgs, torch.Tensor):
+        imgs = imgs.detach().cpu().float().numpy() if imgs.dtype != torch.uint8 else imgs.cpu().numpy()
+    if isinstance(targets, torch.Tensor):
+        targets = targets.detach().cpu().float().numpy()
+    imgs = np.asarray(imgs)
+    targets = np.asarray(targets, dtype=np.float32).reshape(-1, targets.shape[-1] if len(targets) else 6)
+    if imgs.dtype != np.uint8:
+        imgs = (imgs * (255 if imgs.max() <= 1.0 else 1)).clip(0, 255).astype(np.uint8)
+    bs = min(len(imgs), max_images)
+    _, _, h, w = imgs.shape
+    ns = max(int(np.ceil(bs**0.5)), 1)
+    scale = min(1.0, max_size / (ns * max(h, w)))
+    th, tw = int(round(h * scale)), int(round(w * scale))
+    grid = np.full((ns * th, ns * tw, 3), 255, dtype=np.uint8)
+    names = list(names)
+    for k in range(bs):
+        tile = np.ascontiguousarray(imgs[k].transpose(1, 2, 0)[..., ::-1])  # RGB CHW -> BGR HWC
+        if scale != 1:
+            tile = cv2.resize(tile, (tw, th), interpolation=cv2.INTER_AREA)
+        t = targets[targets[:, 0] == k]
+        if len(t):
+            boxes = np.stack(
+                (
+                    (t[:, 2] - t[:, 4] / 2) * tw,
+                    (t[:, 3] - t[:, 5] / 2) * th,
+                    (t[:, 2] + t[:, 4] / 2) * tw,
+                    (t[:, 3] + t[:, 5] / 2) * th,
+                ),
+                1,
+            )
+            scores = t[:, 6] if t.shape[1] > 6 else None
+            tile = draw_boxes(tile, boxes, t[:, 1].astype(int), names, scores)
+        if paths is not None and k < len(paths):
+            cv2.putText(
+                tile, Path(str(paths[k])).name[:40], (5, th - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                cv2.LINE_AA,
+            )  # fmt: skip
+        r, c = divmod(k, ns)
+        grid[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = tile
+        cv2.rectangle(grid, (c * tw, r * th), ((c + 1) * tw - 1, (r + 1) * th - 1), (255, 255, 255), 2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), grid, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        raise OSError(f"cannot write {path}")
+    return path

@@ -1,0 +1,27 @@
+"""Latency benchmarks of checkpoints on torch and ONNX Runtime, interleaved for fair ratios."""
+
+from .latency import (
+    RUNTIMES,
+    OrtRunner,
+    Runner,
+    Timing,
+    TorchRunner,
+    benchmark_models,
+    default_threads,
+    make_runner,
+    random_input,
+    speedups,
+)
+
+__all__ = [
+    "RUNTIMES",
+    "OrtRunner",
+    "Runner",
+    "Timing",
+    "TorchRunner",
+    "benchmark_models",
+    "default_threads",
+    "make_runner",
+    "random_input",
+    "speedups",
+]

@@ -1,0 +1,86 @@
+"""pruned-yolo export: a checkpoint to ONNX, checked against torch in ONNX Runtime."""
+
+from __future__ import annotations
+
+from .common import add_weights
+
+HELP = "export a checkpoint to ONNX (decoded outputs), checked with ONNX Runtime against torch"
+
+FORMATS = ("onnx",)
+
+
+def add_arguments(p):
+    add_weights(p)
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="export format")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="output file (default: runs/export/<weights name>.<format>, never beside shared weights)",
+    )
+    p.add_argument(
+        "--imgsz", type=int, nargs="+", default=[640], metavar="N", help="input size: N or H W (multiples of 32)"
+    )
+    p.add_argument("--batch", type=int, default=1, help="batch size of the exported input")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    p.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim (optional package)")
+    p.add_argument("--half", action="store_true", help="FP16 weights (CUDA only)")
+    p.add_argument("--device", default="cpu", help="cpu, 0, cuda:1 ... (the device the export traces on)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch comparison")
+    p.add_argument("--tol", type=float, default=1e-3, help="largest accepted |ONNX Runtime - torch| (see docs)")
+
+
+def run(args):
+    import logging
+    from pathlib import Path
+
+    from ..checkpoint import load_model
+    from ..errors import PrunedYoloError
+    from ..export import DEFAULT_OPSET, export_onnx, verify_onnx
+    from ..export.onnx import hw_pair
+
+    log = logging.getLogger("pruned_yolo")
+    if len(args.imgsz) > 2:
+        raise PrunedYoloError("--imgsz takes one value (square) or two (height width)")
+    imgsz = tuple(args.imgsz) if len(args.imgsz) == 2 else args.imgsz[0]
+    model = load_model(args.weights)
+    out = Path(args.out) if args.out else Path("runs/export") / f"{Path(args.weights).stem}.{args.format}"
+    if out.resolve() == Path(args.weights).resolve():
+        raise PrunedYoloError(f"--out {out} would overwrite the weights")
+    try:
+        path = export_onnx(
+            model,
+            out,
+            imgsz,
+            batch=args.batch,
+            dynamic=args.dynamic,
+            opset=args.opset or DEFAULT_OPSET,
+            simplify=args.simplify,
+            half=args.half,
+            device=args.device,
+            source=Path(args.weights).name,
+        )
+    except PermissionError as e:
+        raise PrunedYoloError(f"cannot write {out}: {e.strerror} (choose another place with --out)") from None
+    size_mb = path.stat().st_size / 2**20
+    print(f"exported {path} ({size_mb:.1f} MB, ONNX checker passed)")
+    if args.no_verify or args.half:
+        if args.half:
+            log.info("FP16 export: ONNX Runtime comparison skipped (CPU runtime)")
+        return 0
+    check = verify_onnx(model, path)
+    print(f"ONNX Runtime vs torch: {check}")
+    if args.dynamic:
+        h, w = hw_pair(imgsz)
+        s = int(model.stride.max())
+        other = (max(s, (h // 2) // s * s), max(s, (w * 3 // 4) // s * s))
+        check2 = verify_onnx(model, path, other, batch=2)
+        print(f"ONNX Runtime vs torch at batch 2, {other[0]}x{other[1]}: {check2}")
+        check = max(check, check2, key=float)
+    if not check.ok(args.tol):
+        fp64 = verify_onnx(model, path, float64=True)
+        raise PrunedYoloError(
+            f"ONNX Runtime output differs from torch by {check.max_diff:.2e} > --tol {args.tol} (against torch "
+            f"in float64: torch float32 is off by {fp64.torch32_vs_fp64:.2e}, ONNX Runtime by {fp64.ort_vs_fp64:.2e})"
+        )
+    return 0

@@ -1,0 +1,107 @@
+"""pruned-yolo prune: channel and layer pruning of a checkpoint, to a ratio or a budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import add_weights
+
+HELP = "prune channels (coupled groups) and/or Bottlenecks of a checkpoint, to a ratio or a GFLOPs/params budget"
+
+
+def add_arguments(p):
+    add_weights(p)
+    how = p.add_argument_group("what to prune (one of the ratio and the targets; --layers combines with any)")
+    how.add_argument("--channel-ratio", type=float, metavar="R", help="global fraction of channels to rank for pruning")
+    how.add_argument(
+        "--layers", type=int, default=0, metavar="K", help="remove the K lowest-scoring shortcut Bottlenecks"
+    )
+    how.add_argument("--target-gflops", type=float, metavar="G", help="GFLOPs at --imgsz to reach (within 2%% under)")
+    how.add_argument("--target-flops-ratio", type=float, metavar="F", help="fraction of the model's GFLOPs to keep")
+    how.add_argument(
+        "--target-params-ratio", type=float, metavar="P", help="fraction of the model's parameters to keep"
+    )
+    p.add_argument(
+        "--importance",
+        default="bn-kernel",
+        help="channel criterion: bn, bn-kernel, l1, a registered name, or package.module:function",
+    )
+    p.add_argument("--round-to", type=int, default=8, help="kept channels per group rounded to a multiple of this")
+    p.add_argument(
+        "--per-layer-ratio", type=float, default=0.1, help="keep at least max(2, ratio x channels) per group"
+    )
+    p.add_argument(
+        "--group-reduction",
+        default="mean",
+        choices=["mean", "max", "sum"],
+        help="how a coupled group's members' scores combine",
+    )
+    p.add_argument("--imgsz", type=int, default=640, help="input size for GFLOPs")
+    p.add_argument(
+        "--bias-compensation", action="store_true", help="fold pruned channels' constant output into consumers"
+    )
+    p.add_argument(
+        "--out", required=True, help="output .safetensors file, or a folder (then <stem>_pruned.safetensors)"
+    )
+    p.add_argument("--json", metavar="FILE", help="write the before/after figures and the settings as JSON")
+
+
+def output_path(out: str | Path, weights: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix == ".safetensors":
+        return out
+    if out.suffix:
+        from ..errors import PrunedYoloError
+
+        raise PrunedYoloError(f"--out must be a .safetensors file or a folder, got {out}")
+    return out / f"{Path(weights).stem}_pruned.safetensors"
+
+
+def run(args):
+    from ..checkpoint import load_model, save_checkpoint
+    from ..errors import PrunedYoloError
+    from ..pruning import format_table, prune
+    from ..utils.files import write_json
+
+    targets = [
+        f"--{n}"
+        for n, v in (
+            ("channel-ratio", args.channel_ratio),
+            ("target-gflops", args.target_gflops),
+            ("target-flops-ratio", args.target_flops_ratio),
+            ("target-params-ratio", args.target_params_ratio),
+        )
+        if v is not None
+    ]
+    if len(targets) > 1:
+        raise PrunedYoloError(f"{' and '.join(targets)} conflict: give one of the channel ratio and the targets")
+    if not targets and not args.layers:
+        raise PrunedYoloError(
+            "nothing to prune: give --channel-ratio, --layers, --target-gflops, --target-flops-ratio "
+            "or --target-params-ratio"
+        )
+    dst = output_path(args.out, args.weights)
+    model = load_model(args.weights)
+    pruned, report = prune(
+        model,
+        channel_ratio=args.channel_ratio,
+        layers=args.layers,
+        target_gflops=args.target_gflops,
+        target_flops_ratio=args.target_flops_ratio,
+        target_params_ratio=args.target_params_ratio,
+        importance=args.importance,
+        round_to=args.round_to,
+        per_layer_ratio=args.per_layer_ratio,
+        imgsz=args.imgsz,
+        bias_compensation=args.bias_compensation,
+        group_reduction=args.group_reduction,
+    )
+    pruned.meta["history"][-1]["source"] = str(args.weights)
+    save_checkpoint(pruned, dst)
+    print(format_table(report))
+    if "target" in report:
+        t = report["target"]
+        print(f"target {t['kind']} {t['value']:.4g}: reached {t['achieved']:.4g} ({t['fraction_of_target']:.2%} of it)")
+    print(f"saved {dst} ({report['time_s']:.1f}s)")
+    if args.json:
+        write_json(args.json, {**report, "weights": str(args.weights), "out": str(dst)})

@@ -1,0 +1,85 @@
+"""Structured pruning of YOLO models: coupled channel groups, layer removal, budgets, masks.
+
+    from pruned_yolo.pruning import prune
+    pruned, report = prune(model, target_flops_ratio=0.5, importance="bn-kernel")
+
+Modules: `importance` (criteria registry), `groups` (coupled channels from Torch-Pruning's
+DependencyGraph), `channel` (plans, floors, round_to), `layers` (Bottleneck removal),
+`cost` (analytic params/FLOPs), `budget` (target search), `masks` (soft/hard BN masks
+shared with sparsity training), `compensation` (bias folding), `pruner` (entry point).
+"""
+
+from .channel import ChannelPlan, ChannelRanking, apply_channel_plan, floor_count, round_count
+from .compensation import compensate_bias, zero_gammas
+from .cost import CostModel, measure
+from .groups import (
+    BottleneckRef,
+    ChannelGroup,
+    Consumer,
+    ConvUnit,
+    GroupSet,
+    Member,
+    PruningError,
+    build_groups,
+    check_prunable,
+)
+from .importance import (
+    ImportanceFn,
+    available_importances,
+    get_importance,
+    register_importance,
+)
+from .layers import bottleneck_scores, remove_bottlenecks, select_bottlenecks
+from .masks import (
+    Mask,
+    apply_hard_mask,
+    apply_soft_mask,
+    bn_layers,
+    bn_mask_threshold,
+    compute_mask,
+    gamma_stats,
+    mask_fraction,
+)
+from .pruner import PrunePlan, Pruner, equivalent_hard_mask, format_table, prune, rebuild
+
+__all__ = [
+    "BottleneckRef",
+    "ChannelGroup",
+    "ChannelPlan",
+    "ChannelRanking",
+    "Consumer",
+    "ConvUnit",
+    "CostModel",
+    "GroupSet",
+    "ImportanceFn",
+    "Mask",
+    "Member",
+    "PrunePlan",
+    "Pruner",
+    "PruningError",
+    "apply_channel_plan",
+    "apply_hard_mask",
+    "apply_soft_mask",
+    "available_importances",
+    "bn_layers",
+    "bn_mask_threshold",
+    "bottleneck_scores",
+    "build_groups",
+    "check_prunable",
+    "compensate_bias",
+    "compute_mask",
+    "equivalent_hard_mask",
+    "floor_count",
+    "format_table",
+    "gamma_stats",
+    "get_importance",
+    "mask_fraction",
+    "measure",
+    "prune",
+    "rebuild",
+    "register_importance",
+    "remove_bottlenecks",
+    "round_count",
+    "select_bottlenecks",
+    "zero_gammas",
+]

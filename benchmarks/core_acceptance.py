@@ -51,11 +51,19 @@ def main() -> None:
                 m = json.loads(js.read_text())
                 rows.append(
                     {
-                        "model": name, "checkpoint": fmt, "mAP50-95": m["mAP50-95"], "mAP50": m["mAP50"],
-                        "fast_mAP50-95": m["fast"]["mAP50-95"], "fast_mAP50": m["fast"]["mAP50"],
-                        "reference_mAP50-95": ref_map, "reference_mAP50": ref_map50,
-                        "precision": m["precision"], "recall": m["recall"], "speed_ms": m["speed_ms"],
-                        "wall_s": wall, "speed_line": out.strip().splitlines()[-1],
+                        "model": name,
+                        "checkpoint": fmt,
+                        "mAP50-95": m["mAP50-95"],
+                        "mAP50": m["mAP50"],
+                        "fast_mAP50-95": m["fast"]["mAP50-95"],
+                        "fast_mAP50": m["fast"]["mAP50"],
+                        "reference_mAP50-95": ref_map,
+                        "reference_mAP50": ref_map50,
+                        "precision": m["precision"],
+                        "recall": m["recall"],
+                        "speed_ms": m["speed_ms"],
+                        "wall_s": wall,
+                        "speed_line": out.strip().splitlines()[-1],
                         "command": pretty(args).replace(tmp, "OUT"),
                     }
                 )
@@ -65,8 +73,14 @@ def main() -> None:
             run(args)
             info = json.loads(js.read_text())
             info_rows.append(
-                {"cfg": cfg, "params_M": info["params"] / 1e6, "gflops": info["gflops"], "official_params_M": p_ref,
-                 "official_gflops": g_ref, "command": pretty(args).replace(tmp, "OUT")}
+                {
+                    "cfg": cfg,
+                    "params_M": info["params"] / 1e6,
+                    "gflops": info["gflops"],
+                    "official_params_M": p_ref,
+                    "official_gflops": g_ref,
+                    "command": pretty(args).replace(tmp, "OUT"),
+                }
             )
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
@@ -86,7 +100,11 @@ def main() -> None:
             f"{r['fast_mAP50-95']:.3f} / {r['fast_mAP50']:.3f} | {r['wall_s']:.1f} | {r['speed_line']} |"
         )
     lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rows]
-    lines += ["", "| cfg | params (M) | GFLOPs @640 | official params / GFLOPs | command |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| cfg | params (M) | GFLOPs @640 | official params / GFLOPs | command |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for r in info_rows:
         lines.append(
             f"| {r['cfg']} | {r['params_M']:.3f} | {r['gflops']:.2f} | {r['official_params_M']} / "

@@ -9,6 +9,13 @@ Python API entry points:
 
 __version__ = "0.1.0"
 
+import os as _os  # noqa: E402
+
+# torch's OpenMP threads busy-wait by default; on a small, shared CPU (data-loader workers,
+# other processes) they spin against the threads they wait for: training steps measured
+# 5-20x slower on 2 cores. Passive waiting has to be chosen before torch is imported.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .checkpoint import convert_checkpoint, load_model, save_checkpoint  # noqa: E402
 from .models import YOLO, build_model  # noqa: E402
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no busy-waiting threads on a small CPU
+
 from pathlib import Path
 
-import cv2
+import cv2  # noqa: E402
 import numpy as np
 import pytest
 import torch

@@ -1,46 +1,124 @@
-"""pruned-yolo demo: the main job on a small built-in default (no downloads)."""
+"""pruned-yolo demo: train a small detector from scratch on generated data and validate it.
+
+Needs no download: a synthetic dataset (coloured shapes on textured backgrounds, see
+`pruned_yolo.data.synthetic`) is generated into `<out>/data` on first use, a small YOLOv5
+is trained from scratch with the default demo settings below, and its val mAP is
+measured with pycocotools. The pruning stages extend this demo with the full pipeline.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-HELP = "run the built-in demo (predict + val on ../shared data when present, else a synthetic image)"
+HELP = "train a small detector from scratch on synthetic shapes and print its val mAP (no downloads)"
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+# The demo defaults, chosen so that a 2-core CPU reaches val mAP50 >= 0.8 within 5 minutes
+# (measured numbers in the README): yolov5n on 128-pixel images of 3 shape classes, AdamW
+# (converges in far fewer steps than SGD from scratch; no 0.1 bias lr in the warm-up,
+# which suits SGD only), no mosaic (at 128 pixels it mostly makes objects tiny), and a
+# short EMA ramp (tau 200 optimizer steps instead of 2000) so that the averaged weights
+# already smooth the last epochs of such a short run; channels-last tensors.
+DEMO_DATA = {"n_train": 800, "n_val": 100, "size": 128, "nc": 3, "seed": 0, "min_frac": 0.12, "max_frac": 0.4}
+DEMO_MODEL = {"base": "yolov5n", "width_multiple": 0.25, "depth_multiple": 0.33}
+DEMO_TRAIN = {"epochs": 15, "imgsz": 128, "batch": 16, "nbs": 16, "optimizer": "AdamW", "ema_tau": 200.0}
+DEMO_HYP = {"lr0": 0.003, "lrf": 0.05, "warmup_epochs": 1.0, "warmup_bias_lr": 0.0, "mosaic": 0.0, "scale": 0.3}
 
 
 def add_arguments(p):
-    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--out", default="runs/demo", help="output folder (data/, train/, predictions)")
+    p.add_argument("--epochs", type=int, default=DEMO_TRAIN["epochs"], help="training epochs")
+    p.add_argument("--imgsz", type=int, default=DEMO_TRAIN["imgsz"], help="training and validation size")
+    p.add_argument("--batch", type=int, default=DEMO_TRAIN["batch"], help="batch size")
+    p.add_argument("--workers", type=int, default=None, help="data loading processes (default: min(8, cores))")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--json", metavar="FILE", help="write the final metrics and the wall time as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def demo_model_cfg(nc: int) -> dict:
+    from ..models import load_model_cfg
+
+    cfg = dict(load_model_cfg(DEMO_MODEL["base"]))
+    cfg.update(nc=nc, width_multiple=DEMO_MODEL["width_multiple"], depth_multiple=DEMO_MODEL["depth_multiple"])
+    return cfg
 
 
 def run(args):
     import cv2
-    import numpy as np
 
-    from ..checkpoint import load_model
+    from ..data.synthetic import make_synthetic_dataset
     from ..evaluation.validator import Validator, format_metrics
     from ..inference import predict
-    from ..models import build_model
+    from ..training import TrainConfig, Trainer, load_hyp
+    from ..utils.files import write_json
     from ..utils.plotting import draw_boxes
 
+    t0 = time.time()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = SHARED / "weights" / "yolov5n_v6.1.pt"
-    data = SHARED / "datasets" / "coco128" / "coco128.yaml"
-    if weights.is_file() and data.is_file():
-        model = load_model(weights)
-        images = sorted((data.parent / "images" / "val2017").glob("*.jpg"))[:4]
-        print(format_metrics(Validator(data)(model)))
-    else:
-        model = build_model("yolov5n", nc=3)
-        rng = np.random.default_rng(0)
-        im = rng.integers(0, 255, (320, 480, 3), dtype=np.uint8)
-        images = [out / "synthetic.jpg"]
-        cv2.imwrite(str(images[0]), im)
-    for det in predict(model, images, imgsz=640):
+    data = make_synthetic_dataset(out / "data", **DEMO_DATA)
+    t_data = time.time() - t0
+    print(f"synthetic data: {DEMO_DATA['n_train']} train / {DEMO_DATA['n_val']} val images in {data.parent}")
+
+    hyp = {**load_hyp("scratch-low"), **DEMO_HYP}
+    config = TrainConfig(
+        data=str(data),
+        cfg=demo_model_cfg(DEMO_DATA["nc"]),
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        nbs=DEMO_TRAIN["nbs"],
+        optimizer=DEMO_TRAIN["optimizer"],
+        ema_tau=DEMO_TRAIN["ema_tau"],
+        channels_last=True,  # about 10% faster on CPU for this model
+        hyp=hyp,
+        workers=args.workers,
+        project=str(out),
+        name="train",
+        exist_ok=True,
+        seed=args.seed,
+        noval=True,
+        progress=not args.no_progress,
+    )
+    trainer = Trainer(config)
+    trainer.fit()
+    t_train = time.time() - t0 - t_data
+
+    model = trainer.ema.ema
+    validator = Validator(data, "val", args.imgsz, batch_size=32, workers=trainer.workers)
+    metrics = validator(model, "cpu", progress=not args.no_progress)
+    wall = time.time() - t0
+    print(format_metrics(metrics))
+
+    images = sorted((data.parent / "images" / "val").glob("*.jpg"))[:4]
+    for det in predict(model, images, imgsz=args.imgsz, conf_thres=0.25):
         cv2.imwrite(
             str(out / f"{det.path.stem}_pred.jpg"),
             draw_boxes(cv2.imread(str(det.path)), det.boxes, det.classes, model.names, det.scores),
         )
-        print(f"{det.path.name}: {len(det.boxes)} detections")
-    print(f"annotated images in {out}")
+    print(
+        f"demo: val mAP50 {metrics['mAP50']:.3f}, mAP50-95 {metrics['mAP50-95']:.3f} (pycocotools, "
+        f"{metrics['images']} images); wall time {wall:.0f} s; weights {trainer.wdir / 'last.safetensors'}; "
+        f"predictions in {out}"
+    )
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "mAP50": metrics["mAP50"],
+                "mAP50-95": metrics["mAP50-95"],
+                "precision": metrics["precision"],
+                "recall": metrics["recall"],
+                "evaluator": metrics["evaluator"],
+                "wall_s": round(wall, 1),
+                "data_s": round(t_data, 1),
+                "train_s": round(t_train, 1),
+                "epochs": args.epochs,
+                "imgsz": args.imgsz,
+                "batch": args.batch,
+                "data": DEMO_DATA,
+                "model": DEMO_MODEL,
+                "hyp_overrides": DEMO_HYP,
+                "weights": str(trainer.wdir / "last.safetensors"),
+            },
+        )

@@ -1,0 +1,99 @@
+"""pruned-yolo train: train a detector from a model YAML or a checkpoint, or resume a run.
+
+Also runs under torchrun: `torchrun --nproc_per_node N -m pruned_yolo train ...`.
+"""
+
+from __future__ import annotations
+
+HELP = "train a detector (YOLOv5 recipe); --resume RUN_DIR continues an interrupted run"
+
+
+def add_arguments(p):
+    p.add_argument("--data", help="data YAML (ultralytics format: path, train, val, names)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--cfg", metavar="C", help="model YAML path or shipped name (yolov5n, yolov5s, ...): new model")
+    src.add_argument("--weights", metavar="W", help="start from a checkpoint (ours or an official .pt)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue runs/train/expN from its last state")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs")
+    p.add_argument("--imgsz", type=int, default=640, help="training and validation image size (pixels)")
+    p.add_argument("--batch", type=int, default=16, help="global batch size (split over the processes)")
+    p.add_argument(
+        "--hyp", default="scratch-low", help="hyperparameters: YAML file or shipped scratch-low/scratch-high/finetune"
+    )
+    p.add_argument("--device", default="", help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
+    p.add_argument("--workers", type=int, default=None, help="data loading processes per rank (default min(8, cores))")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores / processes)")
+    p.add_argument("--project", default="runs/train", help="parent folder of the run")
+    p.add_argument("--name", default="exp", help="run folder name (incremented if it exists)")
+    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data augmentation, shuffling, init)")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
+    p.add_argument("--cache", choices=["ram"], default=None, help="decode every image once and keep it in RAM")
+    p.add_argument("--plots", action="store_true", help="save the first training batches as images")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA DDP only)")
+    lr = p.add_mutually_exclusive_group()
+    lr.add_argument("--cos-lr", dest="lr_schedule", action="store_const", const="cos", help="cosine lr decay")
+    lr.add_argument("--linear-lr", dest="lr_schedule", action="store_const", const="linear", help="linear lr decay")
+    p.set_defaults(lr_schedule=None)
+    p.add_argument("--patience", type=int, default=0, help="stop after N epochs without improvement (0: off)")
+    p.add_argument("--noval", action="store_true", help="validate only after the final epoch")
+    p.add_argument("--nosave", action="store_true", help="write only the final checkpoint (no resume state)")
+    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"], help="optimizer")
+    p.add_argument("--nbs", type=int, default=64, help="nominal batch size (gradient accumulation)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch)")
+
+
+def config_from_args(args):
+    from ..errors import PrunedYoloError
+    from ..training import TrainConfig
+
+    if not args.data:
+        raise PrunedYoloError("--data is required (or --resume RUN_DIR)")
+    if not args.cfg and not args.weights:
+        raise PrunedYoloError("give --cfg (new model) or --weights (start from a checkpoint)")
+    return TrainConfig(
+        data=args.data,
+        cfg=args.cfg,
+        weights=args.weights,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        hyp=args.hyp,
+        device=args.device,
+        workers=args.workers,
+        threads=args.threads,
+        project=args.project,
+        name=args.name,
+        exist_ok=args.exist_ok,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        cache=args.cache,
+        plots=args.plots,
+        sync_bn=args.sync_bn,
+        lr_schedule=args.lr_schedule,
+        patience=args.patience,
+        noval=args.noval,
+        nosave=args.nosave,
+        optimizer=args.optimizer,
+        nbs=args.nbs,
+        channels_last=args.channels_last,
+        progress=not args.no_progress,
+    )
+
+
+def run(args):
+    from ..training import Trainer
+
+    if args.resume:
+        trainer = Trainer.resume(args.resume)
+        if args.no_progress:
+            trainer.config.progress = False
+    else:
+        trainer = Trainer(config_from_args(args))
+    metrics = trainer.fit()
+    if trainer.is_main and metrics:
+        print(
+            f"final (EMA, fast AP): P {metrics['precision']:.3f} R {metrics['recall']:.3f} "
+            f"mAP50 {metrics['mAP50']:.3f} mAP50-95 {metrics['mAP50-95']:.3f}; weights in {trainer.wdir}"
+        )

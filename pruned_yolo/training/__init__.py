@@ -1,0 +1,11 @@
+"""Training: the YOLOv5 loss, optimizer recipe, EMA, callbacks, resumable state and the loop.
+
+from pruned_yolo.training import Trainer, TrainConfig, Callback
+Trainer(TrainConfig(data="data.yaml", cfg="yolov5n", epochs=10, imgsz=320), callbacks=[...]).fit()
+"""
+
+from .hooks import EVENTS, Callback, CallbackList
+from .loss import DetectionLoss
+from .trainer import TrainConfig, Trainer, load_hyp, train
+
+__all__ = ["EVENTS", "Callback", "CallbackList", "DetectionLoss", "TrainConfig", "Trainer", "load_hyp", "train"]

@@ -42,6 +42,23 @@ def add_arguments(p):
     p.add_argument("--nbs", type=int, default=64, help="nominal batch size (gradient accumulation)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch)")
+    sp = p.add_argument_group("sparsity training (Pruned-YOLO)")
+    sp.add_argument(
+        "--sparsity",
+        type=float,
+        default=None,
+        metavar="S",
+        help="L1 subgradient factor on every BatchNorm gamma (e.g. 5e-4); off when absent",
+    )
+    sp.add_argument(
+        "--sparsity-schedule",
+        default="cosine",
+        choices=["cosine", "constant"],
+        help="cosine: s * (0.2 + 0.8 * (1 + cos(pi e / E)) / 2) per epoch; constant: s",
+    )
+    sp.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
+    sp.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs (never at epoch 0)")
+    sp.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
 
 
 def config_from_args(args):
@@ -79,18 +96,35 @@ def config_from_args(args):
         nbs=args.nbs,
         channels_last=args.channels_last,
         progress=not args.no_progress,
+        extra={"sparsity": sparsity_from_args(args).to_json()} if args.sparsity is not None else {},
     )
 
 
+def sparsity_from_args(args):
+    from ..compress.sparsity import SparsityConfig
+
+    return SparsityConfig(args.sparsity, args.sparsity_schedule, args.mask, args.mask_period, args.mask_alpha)
+
+
+def callbacks_for(config) -> list:
+    """Callbacks a run's config asks for (also rebuilt from the saved config on --resume)."""
+    from ..compress.sparsity import SparsityCallback, SparsityConfig
+
+    sparsity = (config.extra or {}).get("sparsity")
+    return [SparsityCallback(SparsityConfig(**sparsity), plots=config.plots)] if sparsity else []
+
+
 def run(args):
-    from ..training import Trainer
+    from ..training import CallbackList, Trainer
 
     if args.resume:
         trainer = Trainer.resume(args.resume)
+        trainer.callbacks = CallbackList(callbacks_for(trainer.config))  # sparsity etc. from the run's config
         if args.no_progress:
             trainer.config.progress = False
     else:
-        trainer = Trainer(config_from_args(args))
+        config = config_from_args(args)
+        trainer = Trainer(config, callbacks_for(config))
     metrics = trainer.fit()
     if trainer.is_main and metrics:
         print(

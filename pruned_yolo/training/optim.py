@@ -40,13 +40,22 @@ def param_groups(model: nn.Module) -> tuple[list, list, list]:
 
 
 def build_optimizer(
-    model: nn.Module, lr0: float, momentum: float, weight_decay: float, name: str = "SGD"
+    model: nn.Module,
+    lr0: float,
+    momentum: float,
+    weight_decay: float,
+    name: str = "SGD",
+    bn_lr_mult: float = 1.0,
 ) -> optim.Optimizer:
-    """SGD with Nesterov momentum (or Adam/AdamW) over the three parameter groups."""
+    """SGD with Nesterov momentum (or Adam/AdamW) over the three parameter groups.
+
+    `bn_lr_mult` scales the lr of the BatchNorm weights only: short sparsity-training runs use
+    it to move the gammas (the L1 target) faster than the rest of a pretrained network.
+    """
     decay, bn, bias = param_groups(model)
     groups = [
         {"params": decay, "weight_decay": weight_decay, "name": GROUP_NAMES[0]},
-        {"params": bn, "weight_decay": 0.0, "name": GROUP_NAMES[1]},
+        {"params": bn, "weight_decay": 0.0, "name": GROUP_NAMES[1], "lr": lr0 * bn_lr_mult},
         {"params": bias, "weight_decay": 0.0, "name": GROUP_NAMES[2]},
     ]
     if name == "SGD":

@@ -290,7 +290,12 @@ class Trainer:
         self.accumulate = max(round(cfg.nbs / cfg.batch), 1)
         weight_decay = float(self.hyp["weight_decay"]) * cfg.batch * self.accumulate / cfg.nbs
         self.optimizer = build_optimizer(
-            self.net, float(self.hyp["lr0"]), float(self.hyp["momentum"]), weight_decay, cfg.optimizer
+            self.net,
+            float(self.hyp["lr0"]),
+            float(self.hyp["momentum"]),
+            weight_decay,
+            cfg.optimizer,
+            bn_lr_mult=float(self.hyp.get("bn_lr_mult", 1.0)),
         )
         kind = cfg.lr_schedule or self.hyp.get("lr_schedule", "linear")
         self.lf = LrLambda(kind, float(self.hyp["lrf"]), cfg.epochs)

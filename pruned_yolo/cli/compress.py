@@ -1,0 +1,107 @@
+"""pruned-yolo compress: sparsity training, pruning and fine-tuning in rounds, to a budget."""
+
+from __future__ import annotations
+
+HELP = "compress a checkpoint to a budget: K rounds of sparsity training, pruning, fine-tuning; writes a report"
+
+
+def add_arguments(p):
+    p.add_argument("--weights", metavar="W", help="dense checkpoint to compress (ours or an official .pt)")
+    p.add_argument("--data", help="data YAML (training on train, evaluation on val)")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--target-flops-ratio", type=float, metavar="F", help="final GFLOPs as a fraction of the dense")
+    t.add_argument("--target-gflops", type=float, metavar="G", help="final GFLOPs at --imgsz")
+    t.add_argument("--target-params-ratio", type=float, metavar="P", help="final parameters as a fraction")
+    p.add_argument("--iterations", type=int, default=2, help="rounds K; round r prunes to target^(r/K)")
+    p.add_argument("--sparsity-epochs", type=int, default=10, help="sparsity-training epochs per round")
+    p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round")
+    p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
+    p.add_argument("--sparsity", type=float, default=5e-4, help="L1 subgradient factor s on BatchNorm gammas")
+    p.add_argument("--sparsity-schedule", default="cosine", choices=["cosine", "constant"], help="factor schedule")
+    p.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
+    p.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs")
+    p.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
+    p.add_argument("--layers", type=int, default=0, help="shortcut Bottlenecks to remove in total (spread over rounds)")
+    p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this")
+    p.add_argument(
+        "--no-bias-compensation",
+        dest="bias_compensation",
+        action="store_false",
+        help="do not fold the constant output of pruned channels into their consumers",
+    )
+    p.add_argument("--distill", action="store_true", help="fine-tune with output distillation from the dense model")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
+    p.add_argument("--imgsz", type=int, default=640, help="training, evaluation and latency image size")
+    p.add_argument("--batch", type=int, default=16, help="training batch size")
+    p.add_argument("--hyp", default="finetune", help="hyperparameters of both training phases (file or shipped name)")
+    p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
+    p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the latency (default: cores)")
+    p.add_argument("--device", default="", help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
+    p.add_argument("--workers", type=int, default=None, help="data loading processes")
+    p.add_argument("--cache", choices=["ram"], default=None, help="keep decoded training images in RAM")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--project", default="runs/compress", help="parent folder of the run")
+    p.add_argument("--name", default="exp", help="run folder name (incremented if it exists)")
+    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted compress run")
+    p.add_argument("--plots", action="store_true", help="training batch mosaics and gamma histograms")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", metavar="FILE", help="also write report.json to FILE")
+
+
+def run(args):
+    from ..compress import CompressConfig, compress
+    from ..errors import PrunedYoloError
+    from ..utils.files import write_json
+
+    if args.resume:
+        report = compress(None, resume_dir=args.resume)
+    else:
+        if not args.weights or not args.data:
+            raise PrunedYoloError("--weights and --data are required (or --resume RUN_DIR)")
+        config = CompressConfig(
+            weights=args.weights,
+            data=args.data,
+            target_flops_ratio=args.target_flops_ratio,
+            target_gflops=args.target_gflops,
+            target_params_ratio=args.target_params_ratio,
+            iterations=args.iterations,
+            sparsity_epochs=args.sparsity_epochs,
+            finetune_epochs=args.finetune_epochs,
+            importance=args.importance,
+            sparsity=args.sparsity,
+            sparsity_schedule=args.sparsity_schedule,
+            mask=args.mask,
+            mask_period=args.mask_period,
+            mask_alpha=args.mask_alpha,
+            layers=args.layers,
+            round_to=args.round_to,
+            bias_compensation=args.bias_compensation,
+            distill=args.distill,
+            distill_weight=args.distill_weight,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            hyp=args.hyp,
+            device=args.device,
+            workers=args.workers,
+            seed=args.seed,
+            cache=args.cache,
+            project=args.project,
+            name=args.name,
+            exist_ok=args.exist_ok,
+            latency_runs=args.latency_runs,
+            threads=args.threads,
+            references=list(args.reference),
+            progress=not args.no_progress,
+            plots=args.plots,
+        )
+        report = compress(config)
+    final = report["final"]
+    print(
+        f"final: {final['params']:,} params, {final['gflops']:.2f} GFLOPs, mAP50 {final['mAP50']:.4f}, "
+        f"mAP50-95 {final['mAP50-95']:.4f} (dense {report['dense']['mAP50-95']:.4f}); "
+        f"checkpoint {final['checkpoint']}, ONNX {final['onnx']}"
+    )
+    if args.json:
+        write_json(args.json, report)

@@ -1,0 +1,295 @@
+"""Compress to a budget: K rounds of sparsity training, pruning and fine-tuning.
+
+    result = compress(CompressConfig(weights="yolov5s.pt", data="coco128.yaml", target_flops_ratio=0.5))
+
+Round r of K prunes to the budget `target ** (r / K)` (as a fraction of the dense model),
+so the last round meets the target and every round removes the same fraction of what is
+left. Every phase writes its outputs under the run folder and records itself in
+`state.json`; `resume=True` continues at the phase that was interrupted (a training phase
+resumes from its own last epoch).
+
+Run folder:
+
+    state.json                         phases done, per-round figures
+    round1/sparsity/                   a `train` run with the sparsity callback
+    round1/pruned.safetensors          right after pruning (before fine-tuning)
+    round1/finetune/                   a `train` run (optionally with distillation)
+    round1/model.safetensors           the round's result
+    final.safetensors, final.onnx      the last round's result and its ONNX export
+    report.json, report.md, report.png the per-round table and the mAP-vs-cost plot
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..checkpoint import load_model, save_checkpoint
+from ..errors import ConfigError, PrunedYoloError
+from ..pruning import prune
+from ..utils.files import increment_dir, write_json
+from ..utils.torch_utils import count_params, gflops
+from .distill import DistillationCallback
+from .sparsity import SparsityCallback, SparsityConfig
+
+LOGGER = logging.getLogger("pruned_yolo")
+
+PHASES = ("sparsity", "prune", "finetune", "evaluate")
+
+
+@dataclass
+class CompressConfig:
+    """Settings of `pruned-yolo compress` (saved in state.json; `--resume` reads them back)."""
+
+    weights: str
+    data: str
+    target_flops_ratio: float | None = None
+    target_gflops: float | None = None
+    target_params_ratio: float | None = None
+    iterations: int = 2
+    sparsity_epochs: int = 10
+    finetune_epochs: int = 10
+    importance: str = "bn-kernel"
+    sparsity: float = 5e-4
+    sparsity_schedule: str = "cosine"
+    mask: str = "soft"
+    mask_period: int = 2
+    mask_alpha: float = 0.2
+    layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
+    round_to: int = 8
+    bias_compensation: bool = True
+    distill: bool = False
+    distill_weight: float = 1.0
+    imgsz: int = 640
+    batch: int = 16
+    hyp: str = "finetune"
+    device: str = ""
+    workers: int | None = None
+    seed: int = 0
+    cache: str | None = None
+    project: str = "runs/compress"
+    name: str = "exp"
+    exist_ok: bool = False
+    latency_runs: int = 30
+    threads: int | None = None
+    references: list[str] = field(default_factory=list)  # dense models drawn as reference points
+    progress: bool = True
+    plots: bool = False
+
+    def __post_init__(self):
+        targets = [t for t in ("target_flops_ratio", "target_gflops", "target_params_ratio") if getattr(self, t)]
+        if len(targets) != 1:
+            raise ConfigError("give exactly one of --target-flops-ratio, --target-gflops, --target-params-ratio")
+        for k in ("target_flops_ratio", "target_params_ratio"):
+            v = getattr(self, k)
+            if v is not None and not 0 < v < 1:
+                raise ConfigError(f"--{k.replace('_', '-')} must be in (0, 1), got {v}")
+        if self.iterations < 1:
+            raise ConfigError("--iterations must be at least 1")
+        if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
+            raise ConfigError("epochs must be >= 0")
+        SparsityConfig(self.sparsity, self.sparsity_schedule, self.mask, self.mask_period, self.mask_alpha)
+
+    def sparsity_config(self) -> SparsityConfig:
+        return SparsityConfig(self.sparsity, self.sparsity_schedule, self.mask, self.mask_period, self.mask_alpha)
+
+    def round_budget(self, dense: dict, r: int) -> dict:
+        """The budget of round r (1-based) as prune() keyword arguments."""
+        k = self.iterations
+        if self.target_params_ratio:
+            return {"target_params_ratio": self.target_params_ratio ** (r / k)}
+        final = self.target_flops_ratio or self.target_gflops / dense["gflops"]
+        if not 0 < final < 1:
+            raise ConfigError(f"--target-gflops {self.target_gflops} must be below the dense {dense['gflops']:.2f}")
+        return {"target_gflops": dense["gflops"] * final ** (r / k)}
+
+    def round_layers(self, r: int) -> int:
+        k = self.iterations
+        return self.layers * r // k - self.layers * (r - 1) // k
+
+
+def _epochs_done(run_dir: Path) -> int:
+    results = run_dir / "results.csv"
+    return max(len(results.read_text().strip().splitlines()) - 1, 0) if results.is_file() else 0
+
+
+class Compressor:
+    """Runs (or resumes) a compress job; see the module docstring."""
+
+    def __init__(self, config: CompressConfig, resume_dir: str | Path | None = None):
+        if resume_dir is not None:
+            self.dir = Path(resume_dir)
+            state_path = self.dir / "state.json"
+            if not state_path.is_file():
+                raise PrunedYoloError(f"--resume: {self.dir} has no state.json (not a compress run)")
+            self.state = json.loads(state_path.read_text())
+            self.config = CompressConfig(**self.state["config"])
+        else:
+            self.config = config
+            self.dir = increment_dir(Path(config.project) / config.name, config.exist_ok)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.state = {"config": asdict(config), "done": [], "rounds": [], "dense": None}
+        self._save_state()
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        write_json(self.dir / "state.json", self.state)
+
+    def _done(self, key: str) -> bool:
+        return key in self.state["done"]
+
+    def _mark(self, key: str) -> None:
+        self.state["done"].append(key)
+        self._save_state()
+
+    def _round_entry(self, r: int) -> dict:
+        while len(self.state["rounds"]) < r:
+            self.state["rounds"].append({"round": len(self.state["rounds"]) + 1})
+        return self.state["rounds"][r - 1]
+
+    # -- phases ---------------------------------------------------------------------------------
+    def _train(self, weights: Path, out: Path, epochs: int, callbacks: list, extra: dict) -> Path:
+        """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
+        from ..training import TrainConfig, Trainer
+
+        c = self.config
+        last = out / "weights" / "last.safetensors"
+        if (out / "weights" / "last_state.safetensors").is_file():
+            if _epochs_done(out) < epochs:
+                LOGGER.info("resuming %s", out)
+                Trainer.resume(out, callbacks).fit()
+            return last
+        cfg = TrainConfig(
+            data=c.data,
+            weights=str(weights),
+            epochs=epochs,
+            imgsz=c.imgsz,
+            batch=c.batch,
+            hyp=c.hyp,
+            device=c.device,
+            workers=c.workers,
+            project=str(out.parent),
+            name=out.name,
+            exist_ok=True,
+            seed=c.seed,
+            cache=c.cache,
+            plots=c.plots,
+            progress=c.progress,
+            extra=extra,
+        )
+        Trainer(cfg, callbacks).fit()
+        return last
+
+    def _evaluate(self, model_or_path, label: str) -> dict:
+        from ..evaluation.validator import Validator
+
+        if not hasattr(self, "_validator"):
+            self._validator = Validator(self.config.data, imgsz=self.config.imgsz, batch_size=self.config.batch)
+        model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
+        m = self._validator(model, self.config.device or "cpu", progress=False)
+        LOGGER.info("%s: mAP50 %.4f, mAP50-95 %.4f", label, m["mAP50"], m["mAP50-95"])
+        return {"mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], "precision": m["precision"], "recall": m["recall"]}
+
+    def _cost(self, model) -> dict:
+        return {"params": count_params(model), "gflops": gflops(model, self.config.imgsz)}
+
+    def run(self) -> dict:
+        c = self.config
+        t0 = time.time()
+        dense_model = load_model(c.weights)
+        if self.state["dense"] is None:
+            self.state["dense"] = {
+                "name": Path(c.weights).stem,
+                **self._cost(dense_model),
+                **self._evaluate(dense_model, "dense"),
+            }
+            self._save_state()
+        dense = self.state["dense"]
+        current = Path(c.weights)
+        for r in range(1, c.iterations + 1):
+            rdir = self.dir / f"round{r}"
+            entry = self._round_entry(r)
+            current = self._run_round(r, rdir, entry, current, dense, dense_model)
+        final = self.dir / "final.safetensors"
+        shutil.copyfile(current, final)
+        self.state["time_s"] = self.state.get("time_s", 0) + time.time() - t0
+        self._save_state()
+        from .report import write_report
+
+        return write_report(self, final)
+
+    def _run_round(self, r: int, rdir: Path, entry: dict, current: Path, dense: dict, dense_model) -> Path:
+        c = self.config
+        t0 = time.time()
+        # 1. sparsity training
+        sparse = current
+        if c.sparsity_epochs > 0:
+            sparse = rdir / "sparsity" / "weights" / "last.safetensors"
+            if not self._done(f"round{r}/sparsity"):
+                sp = c.sparsity_config()
+                self._train(
+                    current,
+                    rdir / "sparsity",
+                    c.sparsity_epochs,
+                    [SparsityCallback(sp, c.plots)],
+                    {"sparsity": sp.to_json()},
+                )
+                self._mark(f"round{r}/sparsity")
+        # 2. pruning to the round's budget (and the score right after it, before fine-tuning)
+        pruned_path = rdir / "pruned.safetensors"
+        if not self._done(f"round{r}/prune"):
+            model = load_model(sparse)
+            if c.sparsity_epochs > 0:
+                entry["sparse"] = self._evaluate(model, f"round {r} after sparsity training")
+            budget = c.round_budget(dense, r)
+            pruned, report = prune(
+                model,
+                **budget,
+                layers=c.round_layers(r),
+                importance=c.importance,
+                round_to=c.round_to,
+                imgsz=c.imgsz,
+                bias_compensation=c.bias_compensation,
+            )
+            save_checkpoint(pruned, pruned_path)
+            entry["budget"] = budget
+            entry["prune"] = {
+                "before": report["before"],
+                "after": report["after"],
+                "removed_bottlenecks": report["removed_bottlenecks"],
+            }
+            entry["pruned"] = self._evaluate(pruned, f"round {r} pruned, before fine-tuning")
+            self._mark(f"round{r}/prune")
+        # 3. fine-tuning
+        result = pruned_path
+        if c.finetune_epochs > 0:
+            result = rdir / "finetune" / "weights" / "last.safetensors"
+            if not self._done(f"round{r}/finetune"):
+                callbacks = [DistillationCallback(dense_model, c.distill_weight)] if c.distill else []
+                self._train(
+                    pruned_path,
+                    rdir / "finetune",
+                    c.finetune_epochs,
+                    callbacks,
+                    {"distill": c.distill_weight if c.distill else None},
+                )
+                self._mark(f"round{r}/finetune")
+        # 4. evaluation of the round's result
+        out = rdir / "model.safetensors"
+        if not self._done(f"round{r}/evaluate"):
+            model = load_model(result)
+            save_checkpoint(model, out)
+            entry.update(self._cost(model))
+            entry.update(self._evaluate(model, f"round {r} result"))
+            entry["time_s"] = entry.get("time_s", 0) + time.time() - t0
+            self._mark(f"round{r}/evaluate")
+        return out
+
+
+def compress(config: CompressConfig, resume_dir: str | Path | None = None) -> dict:
+    """Run a compress job (or resume the one in `resume_dir`); returns the report dict."""
+    return Compressor(config, resume_dir).run()

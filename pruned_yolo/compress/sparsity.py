@@ -1,0 +1,184 @@
+"""Sparsity training of BatchNorm scales (Pruned-YOLO step 1), as a training callback.
+
+Rules (NOTES section 1):
+
+* after backward and AMP unscaling, and before gradient clipping, every BatchNorm weight
+  gradient gets the L1 subgradient `s_e * sign(gamma)` (the `after_backward` event);
+* C, cosine decay: at epoch e of E, `s_e = s * (0.2 + 0.8 * (1 + cos(pi * e / E)) / 2)`;
+  during the warm-up iterations the factor ramps linearly from 0;
+* S, soft mask: every `mask_period` epochs (never at epoch 0), channels with
+  `|gamma| <= alpha * mean(|gamma|)` over all BN layers get gamma, beta, running mean and
+  variance multiplied by 0.1 (soft; `hard` multiplies by 0). Masked channels can grow back.
+
+Everything depends only on the epoch, the iteration and the weights, so every DDP rank
+does the same thing and a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..pruning.masks import all_gammas, apply_soft_mask, bn_layers, bn_mask_threshold, compute_mask, gamma_stats
+from ..training.hooks import Callback
+
+LOGGER = logging.getLogger("pruned_yolo")
+
+SCHEDULES = ("cosine", "constant")
+MASKS = ("soft", "hard", "none")
+MASK_FACTORS = {"soft": 0.1, "hard": 0.0}
+# log10 |gamma| bins for the histogram plot
+HIST_EDGES = np.linspace(-4.0, 1.0, 51)
+
+
+@dataclass
+class SparsityConfig:
+    """Settings of `--sparsity`; stored in the run's config so that `--resume` restores them."""
+
+    s: float
+    schedule: str = "cosine"
+    mask: str = "soft"
+    mask_period: int = 2
+    mask_alpha: float = 0.2
+
+    def __post_init__(self):
+        if self.s < 0:
+            raise ConfigError(f"--sparsity must be >= 0, got {self.s}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--sparsity-schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.mask not in MASKS:
+            raise ConfigError(f"--mask must be one of {', '.join(MASKS)}, got {self.mask!r}")
+        if self.mask_period < 1:
+            raise ConfigError(f"--mask-period must be >= 1, got {self.mask_period}")
+        if not 0 <= self.mask_alpha < 1:
+            raise ConfigError(f"--mask-alpha must be in [0, 1), got {self.mask_alpha}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def sparsity_factor(s: float, epoch: int, epochs: int, schedule: str = "cosine") -> float:
+    """`s_e` of epoch `epoch` (0-based) out of `epochs`."""
+    if schedule == "constant":
+        return s
+    return s * (0.2 + 0.8 * (1 + math.cos(math.pi * epoch / epochs)) / 2)
+
+
+def warmup_ramp(ni: int, nw: int) -> float:
+    """Linear ramp from 0 to 1 over the `nw` warm-up iterations."""
+    return 1.0 if nw <= 0 or ni >= nw else ni / nw
+
+
+@torch.no_grad()
+def add_l1_subgradient(model: torch.nn.Module, factor: float) -> None:
+    """grad(gamma) += factor * sign(gamma) for every BatchNorm of `model` (in place)."""
+    if factor == 0:
+        return
+    for bn in bn_layers(model).values():
+        if bn.weight.grad is not None:
+            bn.weight.grad.add_(torch.sign(bn.weight), alpha=factor)
+
+
+@torch.no_grad()
+def soft_mask_step(models: list[torch.nn.Module], alpha: float, factor: float) -> tuple[float, int]:
+    """Mask (by `factor`) the channels under `alpha * mean|gamma|` of models[0], in all `models`.
+
+    The threshold and mask come from the first model (the one being trained) and are applied to
+    every model given (e.g. also its EMA copy). Returns (threshold, channels masked).
+    """
+    thr = bn_mask_threshold(models[0], alpha)
+    mask = compute_mask(models[0], threshold=thr)
+    n = 0
+    for i, m in enumerate(models):
+        masked = apply_soft_mask(m, mask, factor)
+        n = masked if i == 0 else n
+    return thr, n
+
+
+class SparsityCallback(Callback):
+    """Adds the sparsity penalty and the soft mask to a `Trainer` run."""
+
+    def __init__(self, config: SparsityConfig, plots: bool = False):
+        self.config = config
+        self.plots = plots
+        self.factor = 0.0
+        self.histograms: list[dict] = []
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_train_start(self, trainer) -> None:
+        if trainer.is_main and trainer.save_dir is not None:
+            path = Path(trainer.save_dir) / "gamma_hist.json"
+            if path.is_file():  # resumed run: keep the epochs already recorded
+                self.histograms = [h for h in json.loads(path.read_text()) if h["epoch"] <= trainer.start_epoch]
+            if trainer.start_epoch == 0:
+                self.histograms = [self._histogram(trainer, 0)]
+
+    def on_epoch_start(self, trainer) -> None:
+        cfg = self.config
+        self.factor = sparsity_factor(cfg.s, trainer.epoch, trainer.epochs, cfg.schedule)
+        if cfg.mask != "none" and trainer.epoch > 0 and trainer.epoch % cfg.mask_period == 0:
+            thr, n = soft_mask_step([trainer.net, trainer.ema.ema], cfg.mask_alpha, MASK_FACTORS[cfg.mask])
+            if trainer.is_main:
+                LOGGER.info("%s mask: %d BN channels with |gamma| <= %.4g scaled", cfg.mask, n, thr)
+
+    def after_backward(self, trainer) -> None:
+        add_l1_subgradient(trainer.net, self.factor * warmup_ramp(trainer.ni, trainer.nw))
+
+    def on_epoch_end(self, trainer) -> None:
+        model = trainer.ema.ema
+        stats = gamma_stats(model, bn_mask_threshold(model, self.config.mask_alpha))
+        log = {"sparsity/s": self.factor, "sparsity/frac_below_thr": stats["fraction_below"]}
+        log.update({f"sparsity/gamma_q{q}": v for q, v in stats["quantiles"].items()})
+        trainer.epoch_log.update(log)
+        if trainer.is_main and trainer.save_dir is not None:
+            self.histograms.append(self._histogram(trainer, trainer.epoch + 1))
+            path = Path(trainer.save_dir) / "gamma_hist.json"
+            path.write_text(json.dumps(self.histograms))
+
+    def on_fit_end(self, trainer) -> None:
+        if self.plots and trainer.is_main and trainer.save_dir is not None and self.histograms:
+            try:
+                plot_gamma_histograms(self.histograms, Path(trainer.save_dir) / "gamma_hist.png")
+            except Exception as e:  # noqa: BLE001 (a plot must never fail a finished run)
+                LOGGER.warning("WARNING gamma_hist.png not written (%s)", e)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _histogram(trainer, epoch: int) -> dict:
+        g = all_gammas(trainer.ema.ema).double().clamp_min(1e-12).log10().numpy()
+        counts, _ = np.histogram(np.clip(g, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
+        return {"epoch": epoch, "counts": counts.tolist()}
+
+
+def plot_gamma_histograms(histograms: list[dict], path: str | Path) -> Path:
+    """One line per epoch (dark = early, bright = late): the distribution of log10 |gamma|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    centers = (HIST_EDGES[:-1] + HIST_EDGES[1:]) / 2
+    cmap = plt.get_cmap("viridis")
+    last = max(h["epoch"] for h in histograms) or 1
+    for h in histograms:
+        ax.plot(centers, h["counts"], color=cmap(h["epoch"] / last), lw=1.2, label=f"epoch {h['epoch']}")
+    ax.set_xlabel("log10 |gamma|")
+    ax.set_ylabel("BN channels")
+    ax.set_title("BatchNorm scale distribution during sparsity training")
+    if len(histograms) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, last))
+        fig.colorbar(sm, ax=ax, label="epoch")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

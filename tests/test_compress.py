@@ -111,8 +111,12 @@ def test_distillation_gradient_vanishes_when_student_equals_teacher():
     assert max(s.grad.abs().max().item() for s in student) < 1e-6
     # a different student gets pulled towards the teacher
     other = [(t + torch.randn_like(t)).requires_grad_(True) for t in teacher]
-    loss2, _ = distillation_loss(other, teacher)
+    loss2, items2 = distillation_loss(other, teacher)
     assert loss2.item() > loss.item()
+    # the detection loss's gains weight the terms
+    _, weighted = distillation_loss(other, teacher, gains={"box": 0.05, "obj": 2.0, "cls": 0.5})
+    for k, g in (("box", 0.05), ("obj", 2.0), ("cls", 0.5)):
+        assert weighted[k] == pytest.approx(items2[k] * g, rel=1e-5)
 
 
 def _tiny_checkpoint(root):

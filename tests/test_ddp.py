@@ -1,6 +1,7 @@
 """DistributedDataParallel on CPU: 2 processes (torchrun, gloo) against 1 process, same global batch.
 
-The comparison has to be honest about what DDP changes. Each rank normalises with the
+Both runs do sparsity training (L1 subgradient and soft mask), which must stay identical on
+every rank. The comparison has to be honest about what DDP changes. Each rank normalises with the
 BatchNorm statistics of its own half batch (SyncBatchNorm is GPU-only in torch), and the
 box/class losses are means over each rank's own targets. Both equal their single-process
 values exactly when the two halves of the batch have the same content, so the dataset
@@ -31,6 +32,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pruned_yolo.cli.train import callbacks_for
 from pruned_yolo.training import TrainConfig, Trainer
 
 from .conftest import ROOT, tiny_cfg
@@ -47,6 +49,7 @@ NO_AUG = {
 RANK_SCRIPT = r"""
 import json, os, sys
 from safetensors.torch import save_file
+from pruned_yolo.cli.train import callbacks_for
 from pruned_yolo.training import Callback, TrainConfig, Trainer
 
 out = sys.argv[2]
@@ -62,8 +65,13 @@ class Dump(Callback):
         with open(f"{out}/rank{r}.json", "w") as f:
             json.dump({"paths": self.paths, "world": t.world_size, "steps": t.optimizer_steps}, f)
 
-Trainer(TrainConfig(**json.loads(sys.argv[1])), callbacks=[Dump()]).fit()
+config = TrainConfig(**json.loads(sys.argv[1]))
+Trainer(config, callbacks=[*callbacks_for(config), Dump()]).fit()
 """
+
+
+# sparsity training on every rank: the L1 subgradient and the soft mask (epochs 1 and 2)
+SPARSITY = {"s": 0.01, "schedule": "cosine", "mask": "soft", "mask_period": 1, "mask_alpha": 0.2}
 
 
 def _same_image_dataset(root: Path, n: int = 4) -> Path:
@@ -86,6 +94,7 @@ def _config(data: Path, project: Path, name: str) -> dict:
     return dict(
         data=str(data), cfg=tiny_cfg(), epochs=3, imgsz=128, batch=4, nbs=4, hyp=NO_AUG, device="cpu",
         project=str(project), name=name, workers=0, threads=1, seed=0, noval=True, progress=False,
+        extra={"sparsity": SPARSITY},
     )  # fmt: skip
 
 
@@ -123,7 +132,8 @@ def test_ddp_two_processes_match_one(tmp_path, monkeypatch):
 
     # one process, same global batch of 4
     torch.set_num_threads(1)
-    single = Trainer(TrainConfig(**_config(data, tmp_path / "runs", "single")))
+    single_config = TrainConfig(**_config(data, tmp_path / "runs", "single"))
+    single = Trainer(single_config, callbacks_for(single_config))
     single.fit()
     ws = single.net.state_dict()
     torch.manual_seed(0)

@@ -29,11 +29,19 @@ def add_arguments(p):
         action="store_false",
         help="do not fold the constant output of pruned channels into their consumers",
     )
-    p.add_argument("--distill", action="store_true", help="fine-tune with output distillation from the dense model")
+    p.add_argument(
+        "--distill", action="store_true", help="learn from the dense model's outputs in every training phase"
+    )
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
+    p.add_argument("--teacher", metavar="W", help="distillation teacher (default: --weights)")
     p.add_argument("--imgsz", type=int, default=640, help="training, evaluation and latency image size")
     p.add_argument("--batch", type=int, default=16, help="training batch size")
+    p.add_argument("--nbs", type=int, default=64, help="nominal batch (accumulation); --nbs = --batch: more steps")
     p.add_argument("--hyp", default="finetune", help="hyperparameters of both training phases (file or shipped name)")
+    p.add_argument(
+        "--bn-lr-mult", type=float, default=1.0, help="lr multiplier of the BatchNorm weights in sparsity training"
+    )
+    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"], help="optimizer of both phases")
     p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the latency (default: cores)")
@@ -80,9 +88,13 @@ def run(args):
             bias_compensation=args.bias_compensation,
             distill=args.distill,
             distill_weight=args.distill_weight,
+            teacher=args.teacher,
             imgsz=args.imgsz,
             batch=args.batch,
+            nbs=args.nbs,
             hyp=args.hyp,
+            bn_lr_mult=args.bn_lr_mult,
+            optimizer=args.optimizer,
             device=args.device,
             workers=args.workers,
             seed=args.seed,

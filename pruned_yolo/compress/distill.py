@@ -11,7 +11,10 @@ distillation term, added to the detection loss in the `on_loss` event:
   wh = (2 sigmoid)^2, in grid/anchor units) and BCE between the class logits and the
   teacher's class probabilities.
 
-The sum is scaled like the detection loss (x batch size) and by `weight`.
+Each term is scaled like its detection-loss counterpart (the loss's box/obj/cls gains,
+x batch size) and the sum by `weight`. Without the gains the box term alone had 25x the
+gradient norm of the whole detection loss on yolov5s (measured: 212 vs 8), so gradient
+clipping shrank every other update, the sparsity penalty included, by as much.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ def _box(p: torch.Tensor) -> torch.Tensor:
 
 
 def distillation_loss(
-    student: list[torch.Tensor], teacher: list[torch.Tensor], pos_thres: float = 0.1
+    student: list[torch.Tensor], teacher: list[torch.Tensor], pos_thres: float = 0.1, gains: dict | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-image distillation loss between raw training maps of a student and its teacher.
 
-    Returns (loss summed over the terms and averaged per image, {term: value}).
+    `gains` ({"box", "obj", "cls"}, default 1 each) weight the three terms. Returns (loss
+    summed over the weighted terms, per image; {term: weighted value}).
     """
     balance = LEVEL_BALANCE.get(len(student), LEVEL_BALANCE_DEFAULT)
     obj = box = cls = student[0].new_zeros(())
@@ -48,6 +52,8 @@ def distillation_loss(
         if ps.shape[-1] > 5:
             bce = F.binary_cross_entropy_with_logits(ps[..., 5:], pt[..., 5:].sigmoid(), reduction="none").mean(-1)
             cls = cls + (weight * bce).sum() / norm
+    if gains:
+        obj, box, cls = obj * gains["obj"], box * gains["box"], cls * gains["cls"]
     total = obj + box + cls
     return total, {"obj": float(obj.detach()), "box": float(box.detach()), "cls": float(cls.detach())}
 
@@ -69,7 +75,8 @@ class DistillationCallback(Callback):
         with torch.no_grad():
             out = self.teacher(trainer.imgs)
         raw = out[1] if isinstance(out, tuple) else out
-        loss, items = distillation_loss(trainer.preds, raw, self.pos_thres)
+        gains = getattr(trainer.loss_fn, "gains", None)
+        loss, items = distillation_loss(trainer.preds, raw, self.pos_thres, gains)
         scale = self.weight * trainer.imgs.shape[0] * max(trainer.world_size, 1)
         trainer.loss = trainer.loss + loss * scale
         trainer.extra_loss_items["distill"] = float(loss.detach()) * self.weight

@@ -62,11 +62,15 @@ class CompressConfig:
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
     bias_compensation: bool = True
-    distill: bool = False
+    distill: bool = False  # learn from the dense model in every training phase
     distill_weight: float = 1.0
+    teacher: str | None = None  # distillation teacher (default: the input weights)
     imgsz: int = 640
     batch: int = 16
-    hyp: str = "finetune"
+    nbs: int = 64  # nominal batch (gradient accumulation); = batch for more steps on small data
+    hyp: str | dict = "finetune"
+    bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
+    optimizer: str = "SGD"
     device: str = ""
     workers: int | None = None
     seed: int = 0
@@ -131,6 +135,9 @@ class Compressor:
         else:
             self.config = config
             self.dir = increment_dir(Path(config.project) / config.name, config.exist_ok)
+            if (self.dir / "state.json").is_file():  # --exist-ok over an old compress run: start clean
+                for old in self.dir.glob("round*"):
+                    shutil.rmtree(old, ignore_errors=True)
             self.dir.mkdir(parents=True, exist_ok=True)
             self.state = {"config": asdict(config), "done": [], "rounds": [], "dense": None}
         self._save_state()
@@ -152,11 +159,16 @@ class Compressor:
         return self.state["rounds"][r - 1]
 
     # -- phases ---------------------------------------------------------------------------------
-    def _train(self, weights: Path, out: Path, epochs: int, callbacks: list, extra: dict) -> Path:
+    def _train(
+        self, weights: Path, out: Path, epochs: int, callbacks: list, extra: dict, bn_lr_mult: float = 1.0
+    ) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
-        from ..training import TrainConfig, Trainer
+        from ..training import TrainConfig, Trainer, load_hyp
 
         c = self.config
+        hyp = load_hyp(c.hyp)
+        if bn_lr_mult != 1.0:
+            hyp["bn_lr_mult"] = bn_lr_mult
         last = out / "weights" / "last.safetensors"
         if (out / "weights" / "last_state.safetensors").is_file():
             if _epochs_done(out) < epochs:
@@ -169,7 +181,9 @@ class Compressor:
             epochs=epochs,
             imgsz=c.imgsz,
             batch=c.batch,
-            hyp=c.hyp,
+            nbs=c.nbs,
+            optimizer=c.optimizer,
+            hyp=hyp,
             device=c.device,
             workers=c.workers,
             project=str(out.parent),
@@ -183,6 +197,14 @@ class Compressor:
         )
         Trainer(cfg, callbacks).fit()
         return last
+
+    def _distillation(self, dense_model) -> list:
+        c = self.config
+        if not c.distill:
+            return []
+        if c.teacher and not hasattr(self, "_teacher"):
+            self._teacher = load_model(c.teacher)
+        return [DistillationCallback(getattr(self, "_teacher", dense_model), c.distill_weight)]
 
     def _evaluate(self, model_or_path, label: str) -> dict:
         from ..evaluation.validator import Validator
@@ -231,12 +253,14 @@ class Compressor:
             sparse = rdir / "sparsity" / "weights" / "last.safetensors"
             if not self._done(f"round{r}/sparsity"):
                 sp = c.sparsity_config()
+                callbacks = [SparsityCallback(sp, c.plots), *self._distillation(dense_model)]
                 self._train(
                     current,
                     rdir / "sparsity",
                     c.sparsity_epochs,
-                    [SparsityCallback(sp, c.plots)],
-                    {"sparsity": sp.to_json()},
+                    callbacks,
+                    {"sparsity": sp.to_json(), "distill": c.distill_weight if c.distill else None},
+                    bn_lr_mult=c.bn_lr_mult,
                 )
                 self._mark(f"round{r}/sparsity")
         # 2. pruning to the round's budget (and the score right after it, before fine-tuning)
@@ -269,12 +293,11 @@ class Compressor:
         if c.finetune_epochs > 0:
             result = rdir / "finetune" / "weights" / "last.safetensors"
             if not self._done(f"round{r}/finetune"):
-                callbacks = [DistillationCallback(dense_model, c.distill_weight)] if c.distill else []
                 self._train(
                     pruned_path,
                     rdir / "finetune",
                     c.finetune_epochs,
-                    callbacks,
+                    self._distillation(dense_model),
                     {"distill": c.distill_weight if c.distill else None},
                 )
                 self._mark(f"round{r}/finetune")

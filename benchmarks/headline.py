@@ -1,0 +1,331 @@
+"""Headline benchmark: yolov5s v6.0 compressed on coco128 train2017, evaluated on val2017.
+
+Every model is trained with the same recipe (same image size, epochs, batch, hyp,
+distillation from the dense yolov5s) and differs only in the method:
+
+* dense yolov5s and yolov5n (official checkpoints), evaluated at the benchmark size;
+* ours (Pruned-YOLO, R+S+C): `compress` to 50 % of the dense GFLOPs, then one more
+  round from that result down to yolov5n's GFLOPs;
+* Torch-Pruning baselines at 50 %: its BatchNorm-scale pruner (network slimming, with
+  its own `regularize` L1 sparsity phase) and its L1 magnitude pruner (pruned from the
+  dense model, then fine-tuned for all the epochs);
+* the ablation of the paper's Fig. 1 at 50 %: Baseline (bn importance, no mask,
+  constant factor), +R (bn-kernel), +R+S (soft mask), +R+S+C (= ours);
+* ours without distillation (what distillation adds).
+
+Results are saved after every model (`benchmarks/results/headline.json`); a rerun skips
+what is done, and an interrupted compress resumes at its phase. At the end all models
+are timed in ONNX Runtime in one interleaved run and the markdown table and plots are
+written.
+
+    .venv/bin/python benchmarks/headline.py            # the whole benchmark (CPU: ~1.5 h at 320)
+    .venv/bin/python benchmarks/headline.py --report   # only the latency, tables and plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pruned_yolo.checkpoint import load_model, save_checkpoint  # noqa: E402
+from pruned_yolo.compress import CompressConfig  # noqa: E402
+from pruned_yolo.compress.distill import DistillationCallback  # noqa: E402
+from pruned_yolo.compress.pipeline import Compressor  # noqa: E402
+from pruned_yolo.evaluation.validator import Validator  # noqa: E402
+from pruned_yolo.pruning.groups import _trace_forward  # noqa: E402
+from pruned_yolo.pruning.pruner import rebuild  # noqa: E402
+from pruned_yolo.training import Callback, TrainConfig, Trainer, load_hyp  # noqa: E402
+from pruned_yolo.utils.torch_utils import count_params, gflops  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+DATA = SHARED / "datasets" / "coco128" / "coco128.yaml"
+DENSE_S = SHARED / "weights" / "yolov5s_v6.0.pt"
+DENSE_N = SHARED / "weights" / "yolov5n_v6.1.pt"
+RUNS = ROOT / "runs" / "headline"
+RESULTS = ROOT / "benchmarks" / "results"
+LOGGER = logging.getLogger("headline")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--sparsity-epochs", type=int, default=12)
+    p.add_argument("--finetune-epochs", type=int, default=8)
+    p.add_argument("--sparsity", type=float, default=0.01)
+    p.add_argument("--bn-lr-mult", type=float, default=200.0)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--latency-runs", type=int, default=30)
+    p.add_argument("--only", nargs="*", help="run only these entries (names as in headline.json)")
+    p.add_argument("--report", action="store_true", help="skip training: latency, tables and plots only")
+    return p.parse_args()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.path = RESULTS / "headline.json"
+        self.doc = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if self.doc.get("settings", {}).get("imgsz") not in (None, args.imgsz):
+            raise SystemExit(f"{self.path} holds a run at another image size; move it away first")
+        self.doc["settings"] = self.settings()
+        self.doc.setdefault("models", {})
+        self.validator = Validator(str(DATA), imgsz=args.imgsz, batch_size=16)
+
+    def settings(self) -> dict:
+        a = self.args
+        return {
+            "imgsz": a.imgsz,
+            "sparsity_epochs": a.sparsity_epochs,
+            "finetune_epochs": a.finetune_epochs,
+            "sparsity": a.sparsity,
+            "bn_lr_mult": a.bn_lr_mult,
+            "batch": a.batch,
+            "nbs": a.batch,
+            "hyp": "finetune",
+            "distill_teacher": DENSE_S.name,
+            "data": "coco128: train on train2017 (128 images), evaluate on val2017 (128, disjoint)",
+        }
+
+    def save(self) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.doc, indent=2) + "\n")
+
+    def done(self, name: str) -> bool:
+        return name in self.doc["models"] and "mAP50-95" in self.doc["models"][name]
+
+    def record(self, name: str, weights: Path, method: str, epochs: int, **extra) -> None:
+        model = load_model(weights)
+        m = self.validator(model, "cpu", progress=False)
+        self.doc["models"][name] = {
+            "name": name,
+            "method": method,
+            "weights": str(Path(weights).relative_to(ROOT) if Path(weights).is_relative_to(ROOT) else weights),
+            "params": count_params(model),
+            "gflops": round(gflops(model, self.args.imgsz), 4),
+            "mAP50": round(m["mAP50"], 4),
+            "mAP50-95": round(m["mAP50-95"], 4),
+            "imgsz": self.args.imgsz,
+            "epochs": epochs,
+            **extra,
+        }
+        self.save()
+        LOGGER.info("%s: %s", name, json.dumps(self.doc["models"][name]))
+
+    # -- our compress -------------------------------------------------------------------------
+    def compress(self, name: str, weights: Path, **overrides) -> dict:
+        a = self.args
+        run = RUNS / name
+        config = CompressConfig(
+            weights=str(weights),
+            data=str(DATA),
+            iterations=1,
+            sparsity_epochs=a.sparsity_epochs,
+            finetune_epochs=a.finetune_epochs,
+            sparsity=a.sparsity,
+            bn_lr_mult=a.bn_lr_mult,
+            imgsz=a.imgsz,
+            batch=a.batch,
+            nbs=a.batch,
+            hyp="finetune",
+            workers=a.workers,
+            distill=True,
+            teacher=str(DENSE_S),
+            latency_runs=0,
+            project=str(RUNS),
+            name=name,
+            exist_ok=True,
+            progress=False,
+            **overrides,
+        )
+        resume = run if (run / "state.json").is_file() else None
+        report = Compressor(config, resume).run()
+        return report
+
+    def ours(self, name: str, method: str, weights: Path = DENSE_S, **overrides) -> None:
+        if self.done(name):
+            return
+        budget = overrides.pop("budget", {"target_flops_ratio": 0.5})
+        report = self.compress(name, weights, **budget, **overrides)
+        r = report["rounds"][-1]
+        epochs = self.args.sparsity_epochs + self.args.finetune_epochs
+        self.record(
+            name,
+            RUNS / name / "final.safetensors",
+            method,
+            epochs,
+            after_sparsity=r.get("sparse"),
+            pruned_before_finetune=r.get("pruned"),
+            compress_time_s=round(report.get("time_s") or 0, 1),
+        )
+
+    # -- Torch-Pruning baselines -----------------------------------------------------------------
+    def train(self, name: str, weights: Path, epochs: int, callbacks: list, hyp: dict | None = None) -> Path:
+        a = self.args
+        out = RUNS / name
+        last = out / "weights" / "last.safetensors"
+        if (out / "weights" / "last_state.safetensors").is_file():
+            Trainer.resume(out, callbacks).fit()
+            return last
+        cfg = TrainConfig(
+            data=str(DATA), weights=str(weights), epochs=epochs, imgsz=a.imgsz, batch=a.batch, nbs=a.batch,
+            hyp=hyp or "finetune", workers=a.workers, project=str(RUNS), name=name, exist_ok=True, progress=False,
+        )  # fmt: skip
+        Trainer(cfg, callbacks).fit()
+        return last
+
+    def teacher(self) -> list:
+        return [DistillationCallback(load_model(DENSE_S), 1.0)]
+
+    def tp_magnitude(self) -> None:
+        name = "tp_magnitude_50"
+        if self.done(name):
+            return
+        pruned = RUNS / f"{name}_pruned.safetensors"
+        if not pruned.is_file():
+            target = 0.5 * gflops(load_model(DENSE_S), self.args.imgsz)
+            save_checkpoint(tp_prune(load_model(DENSE_S), "magnitude", target, self.args.imgsz), pruned)
+        before = self.validator(load_model(pruned), "cpu", progress=False)
+        epochs = self.args.sparsity_epochs + self.args.finetune_epochs
+        last = self.train(name, pruned, epochs, self.teacher())
+        self.record(
+            name,
+            last,
+            "Torch-Pruning MagnitudePruner (L1), global, round_to 8",
+            epochs,
+            pruned_before_finetune={"mAP50-95": before["mAP50-95"]},
+        )
+
+    def tp_bnscale(self) -> None:
+        name = "tp_bnscale_50"
+        if self.done(name):
+            return
+        a = self.args
+        hyp = {**load_hyp("finetune"), "bn_lr_mult": a.bn_lr_mult}
+        callbacks = [TPRegularizer(a.sparsity), *self.teacher()]
+        sparse = self.train(f"{name}_sparsity", DENSE_S, a.sparsity_epochs, callbacks, hyp)
+        pruned = RUNS / f"{name}_pruned.safetensors"
+        if not pruned.is_file():
+            target = 0.5 * gflops(load_model(DENSE_S), a.imgsz)
+            save_checkpoint(tp_prune(load_model(sparse), "bnscale", target, a.imgsz), pruned)
+        before = self.validator(load_model(pruned), "cpu", progress=False)
+        last = self.train(name, pruned, a.finetune_epochs, self.teacher())
+        self.record(
+            name,
+            last,
+            "Torch-Pruning BNScalePruner (network slimming: regularize() L1 sparsity phase), global, round_to 8",
+            a.sparsity_epochs + a.finetune_epochs,
+            pruned_before_finetune={"mAP50-95": before["mAP50-95"]},
+        )
+
+
+class TPRegularizer(Callback):
+    """Torch-Pruning's BNScalePruner.regularize (grad(gamma) += reg * sign(gamma)) after backward."""
+
+    def __init__(self, reg: float):
+        self.reg = reg
+        self.pruner = None
+
+    def on_train_start(self, trainer) -> None:
+        import torch_pruning as tp
+
+        self.pruner = tp.pruner.BNScalePruner(
+            trainer.net, torch.zeros(1, 3, 64, 64), importance=tp.importance.BNScaleImportance(),
+            ignored_layers=list(trainer.net.detect.m), forward_fn=_trace_forward, reg=self.reg,
+        )  # fmt: skip
+
+    def after_backward(self, trainer) -> None:
+        self.pruner.regularize(trainer.net, reg=self.reg)
+
+
+def tp_prune(model, kind: str, target_gflops: float, imgsz: int, steps: int = 14):
+    """Torch-Pruning global pruning of `model` to at most `target_gflops` (bisection on the ratio)."""
+    import torch_pruning as tp
+
+    def attempt(ratio: float):
+        m = copy.deepcopy(model).eval()
+        for p in m.parameters():
+            p.requires_grad_(True)
+        if kind == "bnscale":
+            imp, cls = tp.importance.BNScaleImportance(), tp.pruner.BNScalePruner
+        else:
+            imp, cls = tp.importance.MagnitudeImportance(p=1), tp.pruner.MagnitudePruner
+        pruner = cls(
+            m, torch.zeros(1, 3, 64, 64), importance=imp, pruning_ratio=ratio, global_pruning=True,
+            ignored_layers=list(m.detect.m), round_to=8, forward_fn=_trace_forward,
+        )  # fmt: skip
+        pruner.step()
+        fresh = rebuild(m)
+        fresh.names, fresh.meta = model.names, copy.deepcopy(getattr(model, "meta", {}))
+        return fresh
+
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        m = attempt(mid)
+        g = gflops(m, imgsz)
+        if g <= target_gflops:
+            best, hi = m, mid
+            if g >= 0.98 * target_gflops:
+                break
+        else:
+            lo = mid
+    if best is None:
+        raise RuntimeError(f"Torch-Pruning {kind}: no ratio meets {target_gflops:.2f} GFLOPs")
+    LOGGER.info("Torch-Pruning %s: ratio %.4f -> %.3f GFLOPs", kind, hi, gflops(best, imgsz))
+    return best
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args()
+    torch.set_num_threads(2)
+    b = Bench(args)
+    n_gflops = gflops(load_model(DENSE_N), args.imgsz)
+    steps = {
+        "yolov5s_dense": lambda: b.done("yolov5s_dense") or b.record("yolov5s_dense", DENSE_S, "official", 0),
+        "yolov5n_dense": lambda: b.done("yolov5n_dense") or b.record("yolov5n_dense", DENSE_N, "official", 0),
+        "ours_50": lambda: b.ours("ours_50", "Pruned-YOLO R+S+C (bn-kernel, soft mask, cosine) + distillation"),
+        "tp_magnitude_50": b.tp_magnitude,
+        "tp_bnscale_50": b.tp_bnscale,
+        "ours_n": lambda: b.ours(
+            "ours_n",
+            "Pruned-YOLO R+S+C + distillation, round 2 from ours_50 to yolov5n's GFLOPs",
+            RUNS / "ours_50" / "final.safetensors",
+            budget={"target_gflops": n_gflops},
+        ),
+        "ablation_R_S": lambda: b.ours("ablation_R_S", "+R+S (constant factor)", sparsity_schedule="constant"),
+        "ablation_R": lambda: b.ours("ablation_R", "+R (no mask, constant)", sparsity_schedule="constant", mask="none"),
+        "ablation_baseline": lambda: b.ours(
+            "ablation_baseline",
+            "Baseline (bn importance, no mask, constant; the sparse model of +R)",
+            RUNS / "ablation_R" / "round1" / "sparsity" / "weights" / "last.safetensors",
+            importance="bn",
+            sparsity_epochs=0,
+        ),
+        "ours_50_nodistill": lambda: b.ours("ours_50_nodistill", "Pruned-YOLO R+S+C, no distillation", distill=False),
+    }
+    if not args.report:
+        for name, step in steps.items():
+            if args.only and name not in args.only:
+                continue
+            t0 = time.time()
+            step()
+            LOGGER.info("== %s done (%.0f s)", name, time.time() - t0)
+    from headline_report import write_report  # noqa: PLC0415 (sibling script module)
+
+    write_report(b.doc, args, RESULTS, RUNS)
+
+
+if __name__ == "__main__":
+    main()

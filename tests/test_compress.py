@@ -197,7 +197,8 @@ def test_train_cli_sparsity_flags_and_resume(tmp_path, capsys, monkeypatch):
     data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
     weights = _tiny_checkpoint(tmp_path)
     argv = ["train", "--weights", str(weights), "--data", str(data), "--epochs", "2", "--imgsz", "64", "--batch", "2",
-            "--workers", "0", "--no-progress", "--noval", "--sparsity", "0.01", "--mask", "hard", "--mask-period", "1"]  # fmt: skip
+            "--workers", "0", "--no-progress", "--noval", "--sparsity", "0.01", "--mask", "hard",
+            "--mask-period", "1"]  # fmt: skip
     assert main(["-q", *argv]) == 0
     run = tmp_path / "runs" / "train" / "exp"
     header = (run / "results.csv").read_text().splitlines()[0]

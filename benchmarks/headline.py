@@ -59,10 +59,12 @@ LOGGER = logging.getLogger("headline")
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--sparsity-epochs", type=int, default=12)
-    p.add_argument("--finetune-epochs", type=int, default=8)
-    p.add_argument("--sparsity", type=float, default=0.01)
-    p.add_argument("--bn-lr-mult", type=float, default=200.0)
+    p.add_argument("--sparsity-epochs", type=int, default=4)
+    p.add_argument("--finetune-epochs", type=int, default=6)
+    p.add_argument("--sparsity", type=float, default=0.02)
+    p.add_argument("--bn-lr-mult", type=float, default=10.0)
+    p.add_argument("--lr0", type=float, default=0.001)
+    p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--latency-runs", type=int, default=30)
@@ -93,9 +95,14 @@ class Bench:
             "batch": a.batch,
             "nbs": a.batch,
             "hyp": "finetune",
+            "lr0": a.lr0,
+            "momentum": a.momentum,
             "distill_teacher": DENSE_S.name,
             "data": "coco128: train on train2017 (128 images), evaluate on val2017 (128, disjoint)",
         }
+
+    def hyp(self) -> dict:
+        return {**load_hyp("finetune"), "lr0": self.args.lr0, "momentum": self.args.momentum}
 
     def save(self) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -137,7 +144,7 @@ class Bench:
             imgsz=a.imgsz,
             batch=a.batch,
             nbs=a.batch,
-            hyp="finetune",
+            hyp=self.hyp(),
             workers=a.workers,
             distill=True,
             teacher=str(DENSE_S),
@@ -179,7 +186,7 @@ class Bench:
             return last
         cfg = TrainConfig(
             data=str(DATA), weights=str(weights), epochs=epochs, imgsz=a.imgsz, batch=a.batch, nbs=a.batch,
-            hyp=hyp or "finetune", workers=a.workers, project=str(RUNS), name=name, exist_ok=True, progress=False,
+            hyp=hyp or self.hyp(), workers=a.workers, project=str(RUNS), name=name, exist_ok=True, progress=False,
         )  # fmt: skip
         Trainer(cfg, callbacks).fit()
         return last
@@ -211,7 +218,7 @@ class Bench:
         if self.done(name):
             return
         a = self.args
-        hyp = {**load_hyp("finetune"), "bn_lr_mult": a.bn_lr_mult}
+        hyp = {**self.hyp(), "bn_lr_mult": a.bn_lr_mult}
         callbacks = [TPRegularizer(a.sparsity), *self.teacher()]
         sparse = self.train(f"{name}_sparsity", DENSE_S, a.sparsity_epochs, callbacks, hyp)
         pruned = RUNS / f"{name}_pruned.safetensors"
@@ -298,12 +305,6 @@ def main() -> None:
         "ours_50": lambda: b.ours("ours_50", "Pruned-YOLO R+S+C (bn-kernel, soft mask, cosine) + distillation"),
         "tp_magnitude_50": b.tp_magnitude,
         "tp_bnscale_50": b.tp_bnscale,
-        "ours_n": lambda: b.ours(
-            "ours_n",
-            "Pruned-YOLO R+S+C + distillation, round 2 from ours_50 to yolov5n's GFLOPs",
-            RUNS / "ours_50" / "final.safetensors",
-            budget={"target_gflops": n_gflops},
-        ),
         "ablation_R_S": lambda: b.ours("ablation_R_S", "+R+S (constant factor)", sparsity_schedule="constant"),
         "ablation_R": lambda: b.ours("ablation_R", "+R (no mask, constant)", sparsity_schedule="constant", mask="none"),
         "ablation_baseline": lambda: b.ours(
@@ -312,6 +313,12 @@ def main() -> None:
             RUNS / "ablation_R" / "round1" / "sparsity" / "weights" / "last.safetensors",
             importance="bn",
             sparsity_epochs=0,
+        ),
+        "ours_n": lambda: b.ours(
+            "ours_n",
+            "Pruned-YOLO R+S+C + distillation, round 2 from ours_50 to yolov5n's GFLOPs",
+            RUNS / "ours_50" / "final.safetensors",
+            budget={"target_gflops": n_gflops},
         ),
         "ours_50_nodistill": lambda: b.ours("ours_50_nodistill", "Pruned-YOLO R+S+C, no distillation", distill=False),
     }

@@ -206,3 +206,45 @@ def test_train_cli_sparsity_flags_and_resume(tmp_path, capsys, monkeypatch):
     assert json.loads((run / "args.json").read_text())["extra"]["sparsity"]["mask"] == "hard"
     assert main(["-q", "train", "--sparsity", "-1", "--weights", str(weights), "--data", str(data)]) == 2
     assert "--sparsity" in capsys.readouterr().err
+
+
+def test_demo_runs_train_and_compress_end_to_end(tmp_path, capsys, monkeypatch):
+    from pruned_yolo.cli import demo
+
+    monkeypatch.setattr(demo, "DEMO_DATA", {**demo.DEMO_DATA, "n_train": 8, "n_val": 4, "size": 64})
+    monkeypatch.setattr(demo, "DEMO_COMPRESS", {**demo.DEMO_COMPRESS, "sparsity_epochs": 1, "finetune_epochs": 1})
+    monkeypatch.setattr(demo, "DEMO_COMPRESS", {**demo.DEMO_COMPRESS, "latency_runs": 2})
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
+            "--no-progress", "--json", str(tmp_path / "demo.json")]  # fmt: skip
+    assert main(["-q", *argv]) == 0
+    printed = capsys.readouterr().out
+    assert "demo: mAP50-95" in printed and "GFLOPs" in printed and "report" in printed
+    result = json.loads((tmp_path / "demo.json").read_text())
+    c = result["compress"]
+    assert c["final"]["gflops"] <= 0.5 * c["dense"]["gflops"] * 1.0001
+    assert c["final"]["latency_ms"] > 0 and (out / "compress" / "report.md").is_file()
+
+
+def test_soft_mask_keep_stats_scales_the_eval_output_exactly():
+    from pruned_yolo.pruning.masks import apply_soft_mask
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.01, 1.0, 0.02, 2.0]))
+        bn.bias.copy_(torch.tensor([1.5, 0.1, -0.7, 0.3]))
+        bn.running_mean.copy_(torch.tensor([3.0, 0.0, -2.0, 1.0]))
+        bn.running_var.copy_(torch.tensor([0.5, 1.0, 2.0, 1.0]))
+    model = torch.nn.Sequential(bn)
+    x = torch.randn(2, 4, 3, 3)
+    before = model(x)
+    mask = {"0": torch.tensor([False, True, False, True])}
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    apply_soft_mask(model, mask, 0.1, scale_stats=False)
+    after = model(x)
+    assert torch.allclose(after[:, [0, 2]], 0.1 * before[:, [0, 2]], atol=1e-6)
+    assert torch.equal(after[:, [1, 3]], before[:, [1, 3]])
+    model.load_state_dict(kept)
+    apply_soft_mask(model, mask, 0.1, scale_stats=True)  # the literal rule: not a scaling of the output
+    assert not torch.allclose(model(x)[:, [0, 2]], 0.1 * before[:, [0, 2]], atol=1e-3)

@@ -16,11 +16,17 @@ def add_arguments(p):
     p.add_argument("--sparsity-epochs", type=int, default=10, help="sparsity-training epochs per round")
     p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round")
     p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
-    p.add_argument("--sparsity", type=float, default=5e-4, help="L1 subgradient factor s on BatchNorm gammas")
+    p.add_argument("--sparsity", type=float, default=0.02, help="L1 subgradient factor s on BatchNorm gammas")
     p.add_argument("--sparsity-schedule", default="cosine", choices=["cosine", "constant"], help="factor schedule")
     p.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
     p.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs")
     p.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
+    p.add_argument(
+        "--mask-stats",
+        default="keep",
+        choices=["keep", "scale"],
+        help="soft mask: keep the BN running stats (output x0.1 exactly) or scale them too (literal rule)",
+    )
     p.add_argument("--layers", type=int, default=0, help="shortcut Bottlenecks to remove in total (spread over rounds)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this")
     p.add_argument(
@@ -39,7 +45,7 @@ def add_arguments(p):
     p.add_argument("--nbs", type=int, default=64, help="nominal batch (accumulation); --nbs = --batch: more steps")
     p.add_argument("--hyp", default="finetune", help="hyperparameters of both training phases (file or shipped name)")
     p.add_argument(
-        "--bn-lr-mult", type=float, default=1.0, help="lr multiplier of the BatchNorm weights in sparsity training"
+        "--bn-lr-mult", type=float, default=20.0, help="lr multiplier of the BatchNorm weights in sparsity training"
     )
     p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"], help="optimizer of both phases")
     p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
@@ -83,6 +89,7 @@ def run(args):
             mask=args.mask,
             mask_period=args.mask_period,
             mask_alpha=args.mask_alpha,
+            mask_stats=args.mask_stats,
             layers=args.layers,
             round_to=args.round_to,
             bias_compensation=args.bias_compensation,

@@ -59,6 +59,12 @@ def add_arguments(p):
     sp.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
     sp.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs (never at epoch 0)")
     sp.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
+    p.add_argument(
+        "--mask-stats",
+        default="keep",
+        choices=["keep", "scale"],
+        help="soft mask: keep the BN running stats (output x0.1 exactly) or scale them too (literal rule)",
+    )
 
 
 def config_from_args(args):
@@ -103,7 +109,9 @@ def config_from_args(args):
 def sparsity_from_args(args):
     from ..compress.sparsity import SparsityConfig
 
-    return SparsityConfig(args.sparsity, args.sparsity_schedule, args.mask, args.mask_period, args.mask_alpha)
+    return SparsityConfig(
+        args.sparsity, args.sparsity_schedule, args.mask, args.mask_period, args.mask_alpha, args.mask_stats
+    )
 
 
 def callbacks_for(config) -> list:

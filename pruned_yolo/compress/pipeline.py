@@ -54,11 +54,12 @@ class CompressConfig:
     sparsity_epochs: int = 10
     finetune_epochs: int = 10
     importance: str = "bn-kernel"
-    sparsity: float = 5e-4
+    sparsity: float = 0.02
     sparsity_schedule: str = "cosine"
     mask: str = "soft"
     mask_period: int = 2
     mask_alpha: float = 0.2
+    mask_stats: str = "keep"
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
     bias_compensation: bool = True
@@ -69,7 +70,7 @@ class CompressConfig:
     batch: int = 16
     nbs: int = 64  # nominal batch (gradient accumulation); = batch for more steps on small data
     hyp: str | dict = "finetune"
-    bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
+    bn_lr_mult: float = 20.0  # lr multiplier of the BatchNorm weights during sparsity training
     optimizer: str = "SGD"
     device: str = ""
     workers: int | None = None
@@ -96,10 +97,12 @@ class CompressConfig:
             raise ConfigError("--iterations must be at least 1")
         if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("epochs must be >= 0")
-        SparsityConfig(self.sparsity, self.sparsity_schedule, self.mask, self.mask_period, self.mask_alpha)
+        self.sparsity_config()
 
     def sparsity_config(self) -> SparsityConfig:
-        return SparsityConfig(self.sparsity, self.sparsity_schedule, self.mask, self.mask_period, self.mask_alpha)
+        return SparsityConfig(
+            self.sparsity, self.sparsity_schedule, self.mask, self.mask_period, self.mask_alpha, self.mask_stats
+        )
 
     def round_budget(self, dense: dict, r: int) -> dict:
         """The budget of round r (1-based) as prune() keyword arguments."""

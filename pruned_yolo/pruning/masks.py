@@ -94,10 +94,14 @@ def compute_mask(
 
 
 @torch.no_grad()
-def apply_soft_mask(model: nn.Module, mask: Mask, factor: float = 0.1) -> int:
+def apply_soft_mask(model: nn.Module, mask: Mask, factor: float = 0.1, scale_stats: bool = True) -> int:
     """Scale gamma, beta, running_mean and running_var of masked-out channels by `factor`.
 
     In place; returns the number of channels masked. factor=0 is the hard mask.
+    `scale_stats=False` leaves the running statistics alone, so that the channel's
+    eval-mode output is exactly `factor` times what it was; scaling the mean and variance
+    too (0 < factor < 1) scales it by sqrt(factor) instead and shifts it by
+    sqrt(factor) (1 - factor) gamma mean / std (see `pruned_yolo.compress.sparsity`).
     """
     bns = bn_layers(model)
     n = 0
@@ -106,7 +110,8 @@ def apply_soft_mask(model: nn.Module, mask: Mask, factor: float = 0.1) -> int:
         off = ~keep.to(bn.weight.device)
         if not off.any():
             continue
-        for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+        stats = (bn.running_mean, bn.running_var) if scale_stats or factor == 0 else ()
+        for t in (bn.weight, bn.bias, *stats):
             if t is not None:
                 t[off] *= factor
         n += int(off.sum())

@@ -63,6 +63,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=6)
     p.add_argument("--sparsity", type=float, default=0.02)
     p.add_argument("--bn-lr-mult", type=float, default=10.0)
+    p.add_argument("--flops-ratio", type=float, default=0.5, help="budget of the *_NN models (fraction of dense)")
     p.add_argument("--lr0", type=float, default=0.001)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--batch", type=int, default=16)
@@ -82,12 +83,14 @@ class Bench:
             raise SystemExit(f"{self.path} holds a run at another image size; move it away first")
         self.doc["settings"] = self.settings()
         self.doc.setdefault("models", {})
+        self.pct = round(100 * args.flops_ratio)
         self.validator = Validator(str(DATA), imgsz=args.imgsz, batch_size=16)
 
     def settings(self) -> dict:
         a = self.args
         return {
             "imgsz": a.imgsz,
+            "flops_ratio": a.flops_ratio,
             "sparsity_epochs": a.sparsity_epochs,
             "finetune_epochs": a.finetune_epochs,
             "sparsity": a.sparsity,
@@ -162,7 +165,7 @@ class Bench:
     def ours(self, name: str, method: str, weights: Path = DENSE_S, **overrides) -> None:
         if self.done(name):
             return
-        budget = overrides.pop("budget", {"target_flops_ratio": 0.5})
+        budget = overrides.pop("budget", {"target_flops_ratio": self.args.flops_ratio})
         report = self.compress(name, weights, **budget, **overrides)
         r = report["rounds"][-1]
         epochs = self.args.sparsity_epochs + self.args.finetune_epochs
@@ -195,12 +198,12 @@ class Bench:
         return [DistillationCallback(load_model(DENSE_S), 1.0)]
 
     def tp_magnitude(self) -> None:
-        name = "tp_magnitude_50"
+        name = f"tp_magnitude_{self.pct}"
         if self.done(name):
             return
         pruned = RUNS / f"{name}_pruned.safetensors"
         if not pruned.is_file():
-            target = 0.5 * gflops(load_model(DENSE_S), self.args.imgsz)
+            target = self.args.flops_ratio * gflops(load_model(DENSE_S), self.args.imgsz)
             save_checkpoint(tp_prune(load_model(DENSE_S), "magnitude", target, self.args.imgsz), pruned)
         before = self.validator(load_model(pruned), "cpu", progress=False)
         epochs = self.args.sparsity_epochs + self.args.finetune_epochs
@@ -214,7 +217,7 @@ class Bench:
         )
 
     def tp_bnscale(self) -> None:
-        name = "tp_bnscale_50"
+        name = f"tp_bnscale_{self.pct}"
         if self.done(name):
             return
         a = self.args
@@ -223,7 +226,7 @@ class Bench:
         sparse = self.train(f"{name}_sparsity", DENSE_S, a.sparsity_epochs, callbacks, hyp)
         pruned = RUNS / f"{name}_pruned.safetensors"
         if not pruned.is_file():
-            target = 0.5 * gflops(load_model(DENSE_S), a.imgsz)
+            target = a.flops_ratio * gflops(load_model(DENSE_S), a.imgsz)
             save_checkpoint(tp_prune(load_model(sparse), "bnscale", target, a.imgsz), pruned)
         before = self.validator(load_model(pruned), "cpu", progress=False)
         last = self.train(name, pruned, a.finetune_epochs, self.teacher())
@@ -299,14 +302,17 @@ def main() -> None:
     torch.set_num_threads(2)
     b = Bench(args)
     n_gflops = gflops(load_model(DENSE_N), args.imgsz)
+    pct = b.pct
     steps = {
         "yolov5s_dense": lambda: b.done("yolov5s_dense") or b.record("yolov5s_dense", DENSE_S, "official", 0),
         "yolov5n_dense": lambda: b.done("yolov5n_dense") or b.record("yolov5n_dense", DENSE_N, "official", 0),
-        "ours_50": lambda: b.ours("ours_50", "Pruned-YOLO R+S+C (bn-kernel, soft mask, cosine) + distillation"),
-        "tp_magnitude_50": b.tp_magnitude,
-        "tp_bnscale_50": b.tp_bnscale,
+        f"ours_{pct}": lambda: b.ours(f"ours_{pct}", "Pruned-YOLO R+S+C (bn-kernel, soft mask, cosine) + distillation"),
+        f"tp_magnitude_{pct}": b.tp_magnitude,
+        f"tp_bnscale_{pct}": b.tp_bnscale,
+        f"ablation_R_{pct}": lambda: b.ours(
+            f"ablation_R_{pct}", "+R (no mask, constant)", sparsity_schedule="constant", mask="none"
+        ),
         "ablation_R_S": lambda: b.ours("ablation_R_S", "+R+S (constant factor)", sparsity_schedule="constant"),
-        "ablation_R": lambda: b.ours("ablation_R", "+R (no mask, constant)", sparsity_schedule="constant", mask="none"),
         "ablation_baseline": lambda: b.ours(
             "ablation_baseline",
             "Baseline (bn importance, no mask, constant; the sparse model of +R)",

@@ -59,6 +59,7 @@ def add_arguments(p):
     p.add_argument("--name", default="exp", help="run folder name (incremented if it exists)")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted compress run")
+    p.add_argument("--noval", action="store_true", help="no per-epoch validation inside the training phases")
     p.add_argument("--plots", action="store_true", help="training batch mosaics and gamma histograms")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="FILE", help="also write report.json to FILE")
@@ -102,6 +103,7 @@ def run(args):
             hyp=args.hyp,
             bn_lr_mult=args.bn_lr_mult,
             optimizer=args.optimizer,
+            noval=args.noval,
             device=args.device,
             workers=args.workers,
             seed=args.seed,

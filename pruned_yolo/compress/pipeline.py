@@ -72,6 +72,7 @@ class CompressConfig:
     hyp: str | dict = "finetune"
     bn_lr_mult: float = 20.0  # lr multiplier of the BatchNorm weights during sparsity training
     optimizer: str = "SGD"
+    noval: bool = False  # no per-epoch validation inside the training phases (each phase is still evaluated)
     device: str = ""
     workers: int | None = None
     seed: int = 0
@@ -186,6 +187,7 @@ class Compressor:
             batch=c.batch,
             nbs=c.nbs,
             optimizer=c.optimizer,
+            noval=c.noval,
             hyp=hyp,
             device=c.device,
             workers=c.workers,

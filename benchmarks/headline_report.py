@@ -98,7 +98,10 @@ def plot(doc: dict, path: Path) -> None:
         ax.set_ylabel("mAP50-95 (val2017)")
         ax.grid(alpha=0.3)
     bars = [(label, ms[k]["mAP50-95"]) for label, k in ABLATION if k in ms]
-    if bars:
+    if len(bars) < 2:
+        axes[2].axis("off")
+        axes[2].text(0.5, 0.5, "ablation not run", ha="center", va="center", transform=axes[2].transAxes)
+    else:
         ax = axes[2]
         colors = ["tab:gray", "tab:blue", "tab:orange", "tab:red"][: len(bars)]
         ax.bar([b[0] for b in bars], [b[1] for b in bars], color=colors)

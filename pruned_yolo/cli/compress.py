@@ -6,6 +6,8 @@ HELP = "compress a checkpoint to a budget: K rounds of sparsity training, prunin
 
 
 def add_arguments(p):
+    from .train import add_schedule_and_mask_arguments
+
     p.add_argument("--weights", metavar="W", help="dense checkpoint to compress (ours or an official .pt)")
     p.add_argument("--data", help="data YAML (training on train, evaluation on val)")
     t = p.add_mutually_exclusive_group()
@@ -17,16 +19,7 @@ def add_arguments(p):
     p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round")
     p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
     p.add_argument("--sparsity", type=float, default=0.02, help="L1 subgradient factor s on BatchNorm gammas")
-    p.add_argument("--sparsity-schedule", default="cosine", choices=["cosine", "constant"], help="factor schedule")
-    p.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
-    p.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs")
-    p.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
-    p.add_argument(
-        "--mask-stats",
-        default="keep",
-        choices=["keep", "scale"],
-        help="soft mask: keep the BN running stats (output x0.1 exactly) or scale them too (literal rule)",
-    )
+    add_schedule_and_mask_arguments(p)
     p.add_argument("--layers", type=int, default=0, help="shortcut Bottlenecks to remove in total (spread over rounds)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this")
     p.add_argument(

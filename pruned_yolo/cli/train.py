@@ -48,17 +48,22 @@ def add_arguments(p):
         type=float,
         default=None,
         metavar="S",
-        help="L1 subgradient factor on every BatchNorm gamma (e.g. 5e-4); off when absent",
+        help="L1 subgradient factor on every BatchNorm gamma (e.g. 0.02); off when absent",
     )
-    sp.add_argument(
+    add_schedule_and_mask_arguments(sp)
+
+
+def add_schedule_and_mask_arguments(p) -> None:
+    """The sparsity factor schedule and soft-mask options shared by `train` and `compress`."""
+    p.add_argument(
         "--sparsity-schedule",
         default="cosine",
         choices=["cosine", "constant"],
         help="cosine: s * (0.2 + 0.8 * (1 + cos(pi e / E)) / 2) per epoch; constant: s",
     )
-    sp.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
-    sp.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs (never at epoch 0)")
-    sp.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
+    p.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
+    p.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs (never at epoch 0)")
+    p.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
     p.add_argument(
         "--mask-stats",
         default="keep",

@@ -1,25 +1,31 @@
 """Headline benchmark: yolov5s v6.0 compressed on coco128 train2017, evaluated on val2017.
 
-Every model is trained with the same recipe (same image size, epochs, batch, hyp,
-distillation from the dense yolov5s) and differs only in the method:
+Every trained model uses the same recipe (image size, epochs, batch, hyp, distillation
+from the dense yolov5s) and differs only in the method. Entries (NN = the budget in % of
+the dense GFLOPs, `--flops-ratio`):
 
-* dense yolov5s and yolov5n (official checkpoints), evaluated at the benchmark size;
-* ours (Pruned-YOLO, R+S+C): `compress` to 50 % of the dense GFLOPs, then one more
-  round from that result down to yolov5n's GFLOPs;
-* Torch-Pruning baselines at 50 %: its BatchNorm-scale pruner (network slimming, with
-  its own `regularize` L1 sparsity phase) and its L1 magnitude pruner (pruned from the
-  dense model, then fine-tuned for all the epochs);
-* the ablation of the paper's Fig. 1 at 50 %: Baseline (bn importance, no mask,
-  constant factor), +R (bn-kernel), +R+S (soft mask), +R+S+C (= ours);
-* ours without distillation (what distillation adds).
+* `yolov5s_dense`, `yolov5n_dense`: the official checkpoints, evaluated at the benchmark size;
+* `yolov5s_finetuned`: control, the dense yolov5s trained with the same recipe (what
+  training on 128 images alone does to it);
+* `ours_NN` (Pruned-YOLO, R+S+C): `compress` to NN % of the dense GFLOPs; `ours_n`: one more
+  round from it down to yolov5n's GFLOPs;
+* `tp_bnscale_NN`, `tp_magnitude_NN`: Torch-Pruning's BatchNorm-scale pruner (network
+  slimming, with its own `regularize` L1 sparsity phase) and its L1 magnitude pruner
+  (pruned from the dense model, then fine-tuned for all the epochs);
+* the ablation of the paper's Fig. 1: `ablation_baseline_NN` (bn importance, no mask,
+  constant factor), `ablation_R_NN`, `ablation_R_S_NN`, and `ours_NN` (= +R+S+C);
+* `ours_NN_nodistill`: what distillation adds;
+* `ours_NN_budgetmask` (beyond the paper): the soft mask takes, every epoch, exactly the
+  channels the round's pruning will remove (`compress --mask-target budget --mask-period 1`).
 
-Results are saved after every model (`benchmarks/results/headline.json`); a rerun skips
-what is done, and an interrupted compress resumes at its phase. At the end all models
-are timed in ONNX Runtime in one interleaved run and the markdown table and plots are
-written.
+`--tag _X` appends `_X` to the trained entries' names, so runs at other epochs sit beside
+the default ones. Results are saved after every model (`benchmarks/results/headline.json`);
+a rerun skips what is done, and an interrupted compress resumes at its phase. At the end
+all models are timed in ONNX Runtime in one interleaved run and the markdown table and
+plots are written.
 
-    .venv/bin/python benchmarks/headline.py            # the whole benchmark (CPU: ~1.5 h at 320)
-    .venv/bin/python benchmarks/headline.py --report   # only the latency, tables and plots
+    .venv/bin/python benchmarks/headline.py --flops-ratio 0.8   # all entries at 80 % GFLOPs
+    .venv/bin/python benchmarks/headline.py --report            # only latency, tables and plots
 """
 
 from __future__ import annotations
@@ -70,6 +76,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--latency-runs", type=int, default=30)
     p.add_argument("--only", nargs="*", help="run only these entries (names as in headline.json)")
+    p.add_argument(
+        "--tag", default="", help="suffix of the trained entries' names, for runs at other epochs (e.g. _long)"
+    )
     p.add_argument("--report", action="store_true", help="skip training: latency, tables and plots only")
     return p.parse_args()
 
@@ -81,9 +90,16 @@ class Bench:
         self.doc = json.loads(self.path.read_text()) if self.path.is_file() else {}
         if self.doc.get("settings", {}).get("imgsz") not in (None, args.imgsz):
             raise SystemExit(f"{self.path} holds a run at another image size; move it away first")
-        self.doc["settings"] = self.settings()
+        if not args.tag or "settings" not in self.doc:  # settings describe the untagged entries
+            self.doc["settings"] = self.settings()
         self.doc.setdefault("models", {})
+        for name, m in self.doc["models"].items():  # entries saved before recipes were recorded
+            if m.get("epochs") and "recipe" not in m:
+                m["recipe"] = self.recipe(
+                    self.doc["settings"], all_finetune=name.startswith(("tp_magnitude", "yolov5s_finetuned"))
+                )
         self.pct = round(100 * args.flops_ratio)
+        self.tag = args.tag
         self.validator = Validator(str(DATA), imgsz=args.imgsz, batch_size=16)
 
     def settings(self) -> dict:
@@ -102,6 +118,16 @@ class Bench:
             "momentum": a.momentum,
             "distill_teacher": DENSE_S.name,
             "data": "coco128: train on train2017 (128 images), evaluate on val2017 (128, disjoint)",
+        }
+
+    @staticmethod
+    def recipe(st: dict, all_finetune: bool = False) -> dict:
+        """Epochs and sparsity settings of one trained entry (all_finetune: no sparsity phase, all epochs fine-tune)."""
+        total = st["sparsity_epochs"] + st["finetune_epochs"]
+        return {
+            "sparsity_epochs": 0 if all_finetune else st["sparsity_epochs"],
+            "finetune_epochs": total if all_finetune else st["finetune_epochs"],
+            **{k: st[k] for k in ("sparsity", "bn_lr_mult", "lr0", "momentum", "batch")},
         }
 
     def hyp(self) -> dict:
@@ -129,6 +155,10 @@ class Bench:
             "epochs": epochs,
             **extra,
         }
+        if epochs:
+            self.doc["models"][name]["recipe"] = self.recipe(
+                self.settings(), all_finetune=name.startswith(("tp_magnitude", "yolov5s_finetuned"))
+            )
         self.save()
         LOGGER.info("%s: %s", name, json.dumps(self.doc["models"][name]))
 
@@ -136,7 +166,7 @@ class Bench:
     def compress(self, name: str, weights: Path, **overrides) -> dict:
         a = self.args
         run = RUNS / name
-        config = CompressConfig(
+        settings = dict(
             weights=str(weights),
             data=str(DATA),
             iterations=1,
@@ -156,8 +186,8 @@ class Bench:
             name=name,
             exist_ok=True,
             progress=False,
-            **overrides,
         )
+        config = CompressConfig(**{**settings, **overrides})
         resume = run if (run / "state.json").is_file() else None
         report = Compressor(config, resume).run()
         return report
@@ -198,7 +228,7 @@ class Bench:
         return [DistillationCallback(load_model(DENSE_S), 1.0)]
 
     def tp_magnitude(self) -> None:
-        name = f"tp_magnitude_{self.pct}"
+        name = f"tp_magnitude_{self.pct}{self.tag}"
         if self.done(name):
             return
         pruned = RUNS / f"{name}_pruned.safetensors"
@@ -216,8 +246,17 @@ class Bench:
             pruned_before_finetune={"mAP50-95": before["mAP50-95"]},
         )
 
+    def dense_finetuned(self) -> None:
+        """Control: the dense yolov5s trained with the same recipe and epochs, nothing pruned."""
+        name = f"yolov5s_finetuned{self.tag}"
+        if self.done(name):
+            return
+        epochs = self.args.sparsity_epochs + self.args.finetune_epochs
+        last = self.train(name, DENSE_S, epochs, self.teacher())
+        self.record(name, last, "control: dense yolov5s fine-tuned, same recipe, nothing pruned", epochs)
+
     def tp_bnscale(self) -> None:
-        name = f"tp_bnscale_{self.pct}"
+        name = f"tp_bnscale_{self.pct}{self.tag}"
         if self.done(name):
             return
         a = self.args
@@ -302,31 +341,44 @@ def main() -> None:
     torch.set_num_threads(2)
     b = Bench(args)
     n_gflops = gflops(load_model(DENSE_N), args.imgsz)
-    pct = b.pct
+    pct, t = b.pct, args.tag
     steps = {
         "yolov5s_dense": lambda: b.done("yolov5s_dense") or b.record("yolov5s_dense", DENSE_S, "official", 0),
         "yolov5n_dense": lambda: b.done("yolov5n_dense") or b.record("yolov5n_dense", DENSE_N, "official", 0),
-        f"ours_{pct}": lambda: b.ours(f"ours_{pct}", "Pruned-YOLO R+S+C (bn-kernel, soft mask, cosine) + distillation"),
-        f"tp_magnitude_{pct}": b.tp_magnitude,
-        f"tp_bnscale_{pct}": b.tp_bnscale,
-        f"ablation_R_{pct}": lambda: b.ours(
-            f"ablation_R_{pct}", "+R (no mask, constant)", sparsity_schedule="constant", mask="none"
+        f"yolov5s_finetuned{t}": b.dense_finetuned,
+        f"ours_{pct}{t}": lambda: b.ours(
+            f"ours_{pct}{t}", "Pruned-YOLO R+S+C (bn-kernel, soft mask, cosine) + distillation"
         ),
-        "ablation_R_S": lambda: b.ours("ablation_R_S", "+R+S (constant factor)", sparsity_schedule="constant"),
-        "ablation_baseline": lambda: b.ours(
-            "ablation_baseline",
-            "Baseline (bn importance, no mask, constant; the sparse model of +R)",
-            RUNS / "ablation_R" / "round1" / "sparsity" / "weights" / "last.safetensors",
+        f"tp_magnitude_{pct}{t}": b.tp_magnitude,
+        f"tp_bnscale_{pct}{t}": b.tp_bnscale,
+        f"ablation_R_{pct}{t}": lambda: b.ours(
+            f"ablation_R_{pct}{t}", "+R (no mask, constant)", sparsity_schedule="constant", mask="none"
+        ),
+        f"ablation_R_S_{pct}{t}": lambda: b.ours(
+            f"ablation_R_S_{pct}{t}", "+R+S (soft mask, constant factor)", sparsity_schedule="constant"
+        ),
+        f"ablation_baseline_{pct}{t}": lambda: b.ours(
+            f"ablation_baseline_{pct}{t}",
+            "Baseline (bn importance, no mask, constant; pruned from the sparse model of +R)",
+            RUNS / f"ablation_R_{pct}{t}" / "round1" / "sparsity" / "weights" / "last.safetensors",
             importance="bn",
             sparsity_epochs=0,
         ),
-        "ours_n": lambda: b.ours(
-            "ours_n",
-            "Pruned-YOLO R+S+C + distillation, round 2 from ours_50 to yolov5n's GFLOPs",
-            RUNS / "ours_50" / "final.safetensors",
+        f"ours_n{t}": lambda: b.ours(
+            f"ours_n{t}",
+            f"Pruned-YOLO R+S+C + distillation, round 2 from ours_{pct} to yolov5n's GFLOPs",
+            RUNS / f"ours_{pct}{t}" / "final.safetensors",
             budget={"target_gflops": n_gflops},
         ),
-        "ours_50_nodistill": lambda: b.ours("ours_50_nodistill", "Pruned-YOLO R+S+C, no distillation", distill=False),
+        f"ours_{pct}{t}_budgetmask": lambda: b.ours(
+            f"ours_{pct}{t}_budgetmask",
+            "Pruned-YOLO R+S+C, soft mask on the round's pruning plan every epoch (beyond the paper) + distillation",
+            mask_target="budget",
+            mask_period=1,
+        ),
+        f"ours_{pct}{t}_nodistill": lambda: b.ours(
+            f"ours_{pct}{t}_nodistill", "Pruned-YOLO R+S+C, no distillation", distill=False
+        ),
     }
     if not args.report:
         for name, step in steps.items():

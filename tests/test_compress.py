@@ -185,11 +185,14 @@ def test_compress_cli_and_errors(tmp_path, capsys, monkeypatch):
     assert "target-flops-ratio" in capsys.readouterr().err
     assert main(["-q", *base]) == 2
     assert "exactly one of" in capsys.readouterr().err
-    argv = [*base, "--target-params-ratio", "0.6", "--iterations", "1", "--sparsity-epochs", "1",
-            "--finetune-epochs", "0", "--hyp", "scratch-low", "--json", "out.json"]  # fmt: skip
+    argv = [*base, "--target-params-ratio", "0.6", "--iterations", "1", "--sparsity-epochs", "2",
+            "--finetune-epochs", "0", "--hyp", "scratch-low", "--json", "out.json", "--mask-target", "budget",
+            "--mask-period", "1"]  # fmt: skip
     assert main(["-q", *argv]) == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["rounds"][0]["params"] <= 0.6 * out["dense"]["params"]
+    state = json.loads((tmp_path / "runs" / "compress" / "exp" / "state.json").read_text())
+    assert state["config"]["mask_target"] == "budget"
 
 
 def test_train_cli_sparsity_flags_and_resume(tmp_path, capsys, monkeypatch):
@@ -248,3 +251,36 @@ def test_soft_mask_keep_stats_scales_the_eval_output_exactly():
     model.load_state_dict(kept)
     apply_soft_mask(model, mask, 0.1, scale_stats=True)  # the literal rule: not a scaling of the output
     assert not torch.allclose(model(x)[:, [0, 2]], 0.1 * before[:, [0, 2]], atol=1e-3)
+
+
+@pytest.mark.parametrize("mask, factor", [("soft", 0.1), ("hard", 0.0)])
+def test_budget_mask_takes_exactly_the_channels_the_round_prunes(tiny_model, mask, factor):
+    from pruned_yolo.pruning import prune
+    from pruned_yolo.pruning.pruner import equivalent_hard_mask
+
+    budget = {"target_flops_ratio": 0.6, "importance": "bn-kernel", "round_to": 1, "imgsz": 64}
+    planned, _, _ = equivalent_hard_mask(tiny_model, **budget)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    cb = SparsityCallback(SparsityConfig(0.0, mask=mask, mask_period=1, mask_target="budget", budget=budget))
+    trainer = _fake_trainer(tiny_model, 1)
+    cb.on_epoch_start(trainer)
+    n_planned = sum(int((~k).sum()) for k in planned.values())
+    assert n_planned > 0
+    for model in (trainer.net, trainer.ema.ema):
+        for name, bn in bn_layers(model).items():
+            off = ~planned[name]
+            assert torch.allclose(bn.weight[off], before[f"{name}.weight"][off] * factor)
+            assert torch.equal(bn.weight[~off], before[f"{name}.weight"][~off])
+    if mask == "hard":  # pruning right after a hard budget mask changes nothing
+        net = trainer.net.eval()
+        x = torch.rand(1, 3, 64, 64)
+        pruned, report = prune(net, target_flops_ratio=0.6, importance="bn-kernel", round_to=1, imgsz=64)
+        assert report["after"]["gflops"] <= 0.6 * report["before"]["gflops"]
+        assert torch.allclose(pruned.eval()(x)[0], net(x)[0], atol=1e-4)
+
+
+def test_budget_mask_needs_a_budget():
+    with pytest.raises(ConfigError, match="budget"):
+        SparsityConfig(0.01, mask_target="budget")
+    with pytest.raises(ConfigError, match="mask-target"):
+        SparsityConfig(0.01, mask_target="x")

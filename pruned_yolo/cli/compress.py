@@ -20,6 +20,13 @@ def add_arguments(p):
     p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
     p.add_argument("--sparsity", type=float, default=0.02, help="L1 subgradient factor s on BatchNorm gammas")
     add_schedule_and_mask_arguments(p)
+    p.add_argument(
+        "--mask-target",
+        default="threshold",
+        choices=["threshold", "budget"],
+        help="channels the mask takes: threshold (alpha * mean |gamma|, the paper) or budget (those the round's "
+        "pruning will remove)",
+    )
     p.add_argument("--layers", type=int, default=0, help="shortcut Bottlenecks to remove in total (spread over rounds)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this")
     p.add_argument(
@@ -84,6 +91,7 @@ def run(args):
             mask_period=args.mask_period,
             mask_alpha=args.mask_alpha,
             mask_stats=args.mask_stats,
+            mask_target=args.mask_target,
             layers=args.layers,
             round_to=args.round_to,
             bias_compensation=args.bias_compensation,

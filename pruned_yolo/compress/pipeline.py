@@ -60,6 +60,7 @@ class CompressConfig:
     mask_period: int = 2
     mask_alpha: float = 0.2
     mask_stats: str = "keep"
+    mask_target: str = "threshold"  # "budget": mask the channels the round's pruning will remove
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
     bias_compensation: bool = True
@@ -98,12 +99,30 @@ class CompressConfig:
             raise ConfigError("--iterations must be at least 1")
         if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("epochs must be >= 0")
-        self.sparsity_config()
+        self.sparsity_config({"target_flops_ratio": 0.5})  # validates the sparsity settings
 
-    def sparsity_config(self) -> SparsityConfig:
+    def sparsity_config(self, prune_kwargs: dict | None = None) -> SparsityConfig:
+        """The sparsity phase's settings; `prune_kwargs` (the round's pruning) feed `mask_target` budget."""
         return SparsityConfig(
-            self.sparsity, self.sparsity_schedule, self.mask, self.mask_period, self.mask_alpha, self.mask_stats
+            self.sparsity,
+            self.sparsity_schedule,
+            self.mask,
+            self.mask_period,
+            self.mask_alpha,
+            self.mask_stats,
+            self.mask_target,
+            prune_kwargs if self.mask_target == "budget" else None,
         )
+
+    def prune_kwargs(self, dense: dict, r: int) -> dict:
+        """prune() keyword arguments of round r: its budget, Bottlenecks and the pruning settings."""
+        return {
+            **self.round_budget(dense, r),
+            "layers": self.round_layers(r),
+            "importance": self.importance,
+            "round_to": self.round_to,
+            "imgsz": self.imgsz,
+        }
 
     def round_budget(self, dense: dict, r: int) -> dict:
         """The budget of round r (1-based) as prune() keyword arguments."""
@@ -254,10 +273,11 @@ class Compressor:
         t0 = time.time()
         # 1. sparsity training
         sparse = current
+        prune_kwargs = c.prune_kwargs(dense, r)
         if c.sparsity_epochs > 0:
             sparse = rdir / "sparsity" / "weights" / "last.safetensors"
             if not self._done(f"round{r}/sparsity"):
-                sp = c.sparsity_config()
+                sp = c.sparsity_config(prune_kwargs)
                 callbacks = [SparsityCallback(sp, c.plots), *self._distillation(dense_model)]
                 self._train(
                     current,
@@ -274,18 +294,9 @@ class Compressor:
             model = load_model(sparse)
             if c.sparsity_epochs > 0:
                 entry["sparse"] = self._evaluate(model, f"round {r} after sparsity training")
-            budget = c.round_budget(dense, r)
-            pruned, report = prune(
-                model,
-                **budget,
-                layers=c.round_layers(r),
-                importance=c.importance,
-                round_to=c.round_to,
-                imgsz=c.imgsz,
-                bias_compensation=c.bias_compensation,
-            )
+            pruned, report = prune(model, **prune_kwargs, bias_compensation=c.bias_compensation)
             save_checkpoint(pruned, pruned_path)
-            entry["budget"] = budget
+            entry["budget"] = c.round_budget(dense, r)
             entry["prune"] = {
                 "before": report["before"],
                 "after": report["after"],

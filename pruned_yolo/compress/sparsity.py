@@ -15,6 +15,10 @@ Rules (NOTES section 1):
   (coco128, distillation, s = 0): one soft mask at epoch 2 (17 channels) took the val
   mAP50-95 from 0.387 to 0.295 (keep) / 0.297 (scale): the masked channels have small
   gamma but large beta, i.e. a constant output that the consumers rely on.
+* beyond the paper, `mask_target="budget"` (compress only): the mask takes exactly the
+  channels that pruning the EMA model to the round's budget would remove (same importance,
+  rounding and floors as the pruning step), so the network learns to do without them
+  before they go and pruning right after sparsity training removes near-silent channels.
 
 Calibration (yolov5s, 320 px, coco128, hyp finetune, batch 16 = nbs): the loss gradient
 of a BN gamma has median 1.3e-3; s = 0.02 with a BatchNorm lr x20 keeps the model
@@ -48,6 +52,7 @@ SCHEDULES = ("cosine", "constant")
 MASKS = ("soft", "hard", "none")
 MASK_FACTORS = {"soft": 0.1, "hard": 0.0}
 MASK_STATS = ("keep", "scale")
+MASK_TARGETS = ("threshold", "budget")
 # log10 |gamma| bins for the histogram plot
 HIST_EDGES = np.linspace(-4.0, 1.0, 51)
 
@@ -62,6 +67,8 @@ class SparsityConfig:
     mask_period: int = 2
     mask_alpha: float = 0.2
     mask_stats: str = "keep"  # soft mask: "keep" the running stats or "scale" them too
+    mask_target: str = "threshold"  # "threshold" (alpha * mean|gamma|) or "budget" (the pruning plan)
+    budget: dict | None = None  # prune() keyword arguments of the round, for mask_target "budget"
 
     def __post_init__(self):
         if self.s < 0:
@@ -74,6 +81,10 @@ class SparsityConfig:
             raise ConfigError(f"--mask-period must be >= 1, got {self.mask_period}")
         if self.mask_stats not in MASK_STATS:
             raise ConfigError(f"--mask-stats must be one of {', '.join(MASK_STATS)}, got {self.mask_stats!r}")
+        if self.mask_target not in MASK_TARGETS:
+            raise ConfigError(f"--mask-target must be one of {', '.join(MASK_TARGETS)}, got {self.mask_target!r}")
+        if self.mask_target == "budget" and not self.budget:
+            raise ConfigError("--mask-target budget needs a pruning budget (compress sets it per round)")
         if not 0 <= self.mask_alpha < 1:
             raise ConfigError(f"--mask-alpha must be in [0, 1), got {self.mask_alpha}")
 
@@ -121,6 +132,19 @@ def soft_mask_step(
     return thr, n
 
 
+@torch.no_grad()
+def budget_mask_step(models: list[torch.nn.Module], budget: dict, factor: float, scale_stats: bool = False) -> int:
+    """Mask (by `factor`) the channels that `prune(models[0], **budget)` would remove, in all `models`.
+
+    Returns the number of BN channels masked in models[0].
+    """
+    from ..pruning.pruner import equivalent_hard_mask
+
+    mask, _, _ = equivalent_hard_mask(models[0], **budget)
+    counts = [apply_soft_mask(m, mask, factor, scale_stats) for m in models]
+    return counts[0]
+
+
 class SparsityCallback(Callback):
     """Adds the sparsity penalty and the soft mask to a `Trainer` run."""
 
@@ -143,8 +167,13 @@ class SparsityCallback(Callback):
         cfg = self.config
         self.factor = sparsity_factor(cfg.s, trainer.epoch, trainer.epochs, cfg.schedule)
         if cfg.mask != "none" and trainer.epoch > 0 and trainer.epoch % cfg.mask_period == 0:
-            models = [trainer.net, trainer.ema.ema]
-            thr, n = soft_mask_step(models, cfg.mask_alpha, MASK_FACTORS[cfg.mask], cfg.mask_stats == "scale")
+            factor, scale_stats = MASK_FACTORS[cfg.mask], cfg.mask_stats == "scale"
+            if cfg.mask_target == "budget":  # planned on the EMA: the model that gets pruned
+                n = budget_mask_step([trainer.ema.ema, trainer.net], cfg.budget, factor, scale_stats)
+                if trainer.is_main:
+                    LOGGER.info("%s mask: %d BN channels of the round's pruning plan scaled", cfg.mask, n)
+                return
+            thr, n = soft_mask_step([trainer.net, trainer.ema.ema], cfg.mask_alpha, factor, scale_stats)
             if trainer.is_main:
                 LOGGER.info("%s mask: %d BN channels with |gamma| <= %.4g scaled", cfg.mask, n, thr)
 

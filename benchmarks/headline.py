@@ -16,7 +16,10 @@ the dense GFLOPs, `--flops-ratio`):
   constant factor), `ablation_R_NN`, `ablation_R_S_NN`, and `ours_NN` (= +R+S+C);
 * `ours_NN_nodistill`: what distillation adds;
 * `ours_NN_budgetmask` (beyond the paper): the soft mask takes, every epoch, exactly the
-  channels the round's pruning will remove (`compress --mask-target budget --mask-period 1`).
+  channels the round's pruning will remove (`compress --mask-target budget --mask-period 1`);
+* `ours_NN_groupnorm` (beyond the paper): channel scores divided by their group's mean
+  before the global ranking (`compress --group-normalize mean`), and
+  `ours_NN_budgetmask_groupnorm` with both.
 
 `--tag _X` appends `_X` to the trained entries' names, so runs at other epochs sit beside
 the default ones. Results are saved after every model (`benchmarks/results/headline.json`);
@@ -375,6 +378,19 @@ def main() -> None:
             "Pruned-YOLO R+S+C, soft mask on the round's pruning plan every epoch (beyond the paper) + distillation",
             mask_target="budget",
             mask_period=1,
+        ),
+        f"ours_{pct}{t}_groupnorm": lambda: b.ours(
+            f"ours_{pct}{t}_groupnorm",
+            "Pruned-YOLO R+S+C, scores normalized per group before ranking (beyond the paper) + distillation",
+            group_normalize="mean",
+        ),
+        f"ours_{pct}{t}_budgetmask_groupnorm": lambda: b.ours(
+            f"ours_{pct}{t}_budgetmask_groupnorm",
+            "Pruned-YOLO R+S+C, budget soft mask every epoch and group-normalized scores (beyond the paper)"
+            " + distillation",
+            mask_target="budget",
+            mask_period=1,
+            group_normalize="mean",
         ),
         f"ours_{pct}{t}_nodistill": lambda: b.ours(
             f"ours_{pct}{t}_nodistill", "Pruned-YOLO R+S+C, no distillation", distill=False

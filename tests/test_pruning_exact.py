@@ -21,7 +21,8 @@ def outputs(model, x):
 
 def masked_and_pruned(model, **kw):
     """The model with the plan's channels hard-masked, and the model pruned by the same plan."""
-    opts = {k: kw.pop(k) for k in ("importance", "round_to", "per_layer_ratio", "imgsz", "group_reduction") if k in kw}
+    keys = ("importance", "round_to", "per_layer_ratio", "imgsz", "group_reduction", "group_normalize")
+    opts = {k: kw.pop(k) for k in keys if k in kw}
     pruner = Pruner(model, **opts)
     plan = pruner.plan(**kw)
     masked = copy.deepcopy(model)
@@ -38,7 +39,26 @@ CASES = [
     dict(target_flops_ratio=0.5, round_to=1, imgsz=64),
     dict(channel_ratio=0.4, importance="l1", round_to=1),
     dict(channel_ratio=0.4, importance="bn", round_to=1, group_reduction="max"),
+    dict(target_flops_ratio=0.6, round_to=1, imgsz=64, group_normalize="mean"),
 ]
+
+
+def test_group_normalize_mean_ranks_channels_relative_to_their_group():
+    """Scaling one single-member group's scores moves its pruning without, not with, normalization."""
+    model = tiny()
+    base = Pruner(model, round_to=1)
+    group = next(g for g in base.gs.groups if len(g.members) == 1 and g.size >= 8)
+    loud = copy.deepcopy(model)
+    loud_bn = loud.get_submodule(group.members[0].unit.bn_name)
+    with torch.no_grad():
+        loud_bn.weight.mul_(1000.0)
+    counts = {}
+    for norm in ("none", "mean"):
+        for name, m in (("base", model), ("loud", loud)):
+            plan = Pruner(m, round_to=1, group_normalize=norm).plan(channel_ratio=0.5)
+            counts[norm, name] = plan.channels.counts[group.index]
+    assert counts["none", "loud"] == group.size > counts["none", "base"]  # unnormalized: the loud group is kept
+    assert counts["mean", "loud"] == counts["mean", "base"] < group.size  # normalized: unchanged
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))

@@ -18,6 +18,12 @@ def add_arguments(p):
     p.add_argument("--sparsity-epochs", type=int, default=10, help="sparsity-training epochs per round")
     p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round")
     p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
+    p.add_argument(
+        "--group-normalize",
+        default="none",
+        choices=["none", "mean"],
+        help="mean: rank channels by their score relative to their group's mean (spreads pruning over layers)",
+    )
     p.add_argument("--sparsity", type=float, default=0.02, help="L1 subgradient factor s on BatchNorm gammas")
     add_schedule_and_mask_arguments(p)
     p.add_argument(
@@ -92,6 +98,7 @@ def run(args):
             mask_alpha=args.mask_alpha,
             mask_stats=args.mask_stats,
             mask_target=args.mask_target,
+            group_normalize=args.group_normalize,
             layers=args.layers,
             round_to=args.round_to,
             bias_compensation=args.bias_compensation,

@@ -36,6 +36,12 @@ def add_arguments(p):
         choices=["mean", "max", "sum"],
         help="how a coupled group's members' scores combine",
     )
+    p.add_argument(
+        "--group-normalize",
+        default="none",
+        choices=["none", "mean"],
+        help="mean: rank channels by their score relative to their group's mean (spreads pruning over layers)",
+    )
     p.add_argument("--imgsz", type=int, default=640, help="input size for GFLOPs")
     p.add_argument(
         "--bias-compensation", action="store_true", help="fold pruned channels' constant output into consumers"
@@ -95,6 +101,7 @@ def run(args):
         imgsz=args.imgsz,
         bias_compensation=args.bias_compensation,
         group_reduction=args.group_reduction,
+        group_normalize=args.group_normalize,
     )
     pruned.meta["history"][-1]["source"] = str(args.weights)
     save_checkpoint(pruned, dst)

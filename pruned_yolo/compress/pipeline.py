@@ -54,6 +54,7 @@ class CompressConfig:
     sparsity_epochs: int = 10
     finetune_epochs: int = 10
     importance: str = "bn-kernel"
+    group_normalize: str = "none"  # "mean": rank channels relative to their group (Torch-Pruning style)
     sparsity: float = 0.02
     sparsity_schedule: str = "cosine"
     mask: str = "soft"
@@ -120,6 +121,7 @@ class CompressConfig:
             **self.round_budget(dense, r),
             "layers": self.round_layers(r),
             "importance": self.importance,
+            "group_normalize": self.group_normalize,
             "round_to": self.round_to,
             "imgsz": self.imgsz,
         }

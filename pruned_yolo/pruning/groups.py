@@ -21,7 +21,10 @@ A group's importance per channel reduces its members' scores with the *mean* by 
 it keeps a residual group (2 to 10 members) on the same scale as a single conv, so that
 one global threshold compares all groups fairly (a sum would make residual channels
 nearly unprunable, a max lets one loud member keep a channel that the others ignore).
-`max` and `sum` are available through `group_reduction`.
+`max` and `sum` are available through `group_reduction`. `group_normalize="mean"` divides
+each group's scores by their mean before the global ranking (as Torch-Pruning's default
+normalizer does): channels then compete by their importance relative to their own layer,
+which spreads the pruning more evenly over the layers.
 
 What Torch-Pruning does here and what we add: tp traces the graph and yields the coupled
 sets with index mappings (residual adds, Concat offsets, max-pool and Upsample pass-through);
@@ -47,6 +50,7 @@ from .importance import ImportanceFn, channel_scores
 SUPPORTED_LAYERS = {"Conv", "Focus", "C3", "SPP", "SPPF", "Concat", "Upsample", "Detect"}
 
 GROUP_REDUCTIONS = ("mean", "max", "sum")
+GROUP_NORMALIZERS = ("none", "mean")  # "mean": divide each group's scores by their mean before ranking
 
 
 @contextlib.contextmanager

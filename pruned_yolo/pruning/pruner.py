@@ -34,7 +34,15 @@ from .budget import search_counts
 from .channel import ChannelPlan, ChannelRanking, apply_channel_plan, floor_count
 from .compensation import compensate_bias
 from .cost import CostModel, conv_output_sizes, measure
-from .groups import GROUP_REDUCTIONS, GroupSet, PruningError, build_groups, check_prunable, single_thread
+from .groups import (
+    GROUP_NORMALIZERS,
+    GROUP_REDUCTIONS,
+    GroupSet,
+    PruningError,
+    build_groups,
+    check_prunable,
+    single_thread,
+)
 from .importance import get_importance
 from .layers import remove_bottlenecks, select_bottlenecks
 from .masks import Mask, compute_mask
@@ -63,11 +71,16 @@ class Pruner:
         per_layer_ratio: float = 0.1,
         imgsz: int = 640,
         group_reduction: str = "mean",
+        group_normalize: str = "none",
     ):
         check_prunable(model)
         if group_reduction not in GROUP_REDUCTIONS:
             raise PruningError(
                 f"unknown group reduction '{group_reduction}' (use one of {', '.join(GROUP_REDUCTIONS)})"
+            )
+        if group_normalize not in GROUP_NORMALIZERS:
+            raise PruningError(
+                f"unknown group normalization '{group_normalize}' (use one of {', '.join(GROUP_NORMALIZERS)})"
             )
         if round_to < 1:
             raise PruningError(f"round_to must be >= 1, got {round_to}")
@@ -76,7 +89,7 @@ class Pruner:
         self.importance_name = importance if isinstance(importance, str) else getattr(importance, "__name__", "custom")
         self.importance = get_importance(importance)
         self.round_to, self.per_layer_ratio, self.imgsz = int(round_to), float(per_layer_ratio), imgsz
-        self.group_reduction = group_reduction
+        self.group_reduction, self.group_normalize = group_reduction, group_normalize
         self.source = model
         self.model = copy.deepcopy(model).cpu()
         self.model.eval()
@@ -103,7 +116,10 @@ class Pruner:
 
     def group_scores(self, removed: list[str] = ()) -> list[torch.Tensor]:
         excl = self.removed_units(list(removed))
-        return [g.importance(self.importance, self.group_reduction, excl) for g in self.gs.groups]
+        scores = [g.importance(self.importance, self.group_reduction, excl) for g in self.gs.groups]
+        if self.group_normalize == "mean":  # rank channels relative to their own group
+            scores = [s / s.mean().clamp_min(1e-12) for s in scores]
+        return scores
 
     def _live(self, removed: list[str]) -> list[int]:
         """Groups that still have a producer once the Bottlenecks in `removed` are gone."""
@@ -321,6 +337,7 @@ def prune(
     imgsz: int = 640,
     bias_compensation: bool = False,
     group_reduction: str = "mean",
+    group_normalize: str = "none",
     tolerance: float = 0.02,
 ) -> tuple[YOLO, dict]:
     """Prune channels and/or Bottlenecks of `model`; return a fresh model and a report.
@@ -352,7 +369,7 @@ def prune(
     if channel_ratio is not None and not 0 <= channel_ratio < 1:
         raise PruningError(f"channel_ratio must be in [0, 1), got {channel_ratio}")
     with single_thread():
-        pruner = Pruner(model, importance, round_to, per_layer_ratio, imgsz, group_reduction)
+        pruner = Pruner(model, importance, round_to, per_layer_ratio, imgsz, group_reduction, group_normalize)
         before = pruner.dense_cost()  # analytic; equal to measure(model) (tests check it)
         plan = pruner.plan(channel_ratio, layers, target_gflops, target_flops_ratio, target_params_ratio, tolerance)
         pruned, extra = pruner.apply(plan, bias_compensation)
@@ -373,6 +390,7 @@ def prune(
         "imgsz": imgsz,
         "bias_compensation": bias_compensation,
         "group_reduction": group_reduction,
+        "group_normalize": group_normalize,
         **{k: v for k, v in targets.items() if v is not None},
     }
     report = {
@@ -418,7 +436,7 @@ def equivalent_hard_mask(model: nn.Module, **kwargs) -> tuple[Mask, PrunePlan, P
         model,
         **{
             k: kwargs.pop(k)
-            for k in ("importance", "round_to", "per_layer_ratio", "imgsz", "group_reduction")
+            for k in ("importance", "round_to", "per_layer_ratio", "imgsz", "group_reduction", "group_normalize")
             if k in kwargs
         },
     )

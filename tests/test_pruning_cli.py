@@ -39,6 +39,9 @@ def test_prune_to_file(ckpt, tmp_path):
     dst = tmp_path / "x" / "small.safetensors"
     assert main(["prune", "--weights", str(ckpt), "--channel-ratio", "0.3", "--round-to", "1", "--out", str(dst)]) == 0
     assert dst.is_file()
+    argv = ["prune", "--weights", str(ckpt), "--channel-ratio", "0.3", "--group-normalize", "mean", "--out", str(dst)]
+    assert main(argv) == 0
+    assert load_model(dst).meta["history"][-1]["settings"]["group_normalize"] == "mean"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,16 @@ def add_weights(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def add_group_normalize(p: argparse.ArgumentParser) -> None:
+    """`--group-normalize` of `prune` and `compress` (pruning.groups.GROUP_NORMALIZERS)."""
+    p.add_argument(
+        "--group-normalize",
+        default="none",
+        choices=["none", "mean"],
+        help="mean: rank channels by their score relative to their group's mean (spreads pruning over layers)",
+    )
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="", help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")

@@ -6,6 +6,7 @@ HELP = "compress a checkpoint to a budget: K rounds of sparsity training, prunin
 
 
 def add_arguments(p):
+    from .common import add_group_normalize
     from .train import add_schedule_and_mask_arguments
 
     p.add_argument("--weights", metavar="W", help="dense checkpoint to compress (ours or an official .pt)")
@@ -18,12 +19,7 @@ def add_arguments(p):
     p.add_argument("--sparsity-epochs", type=int, default=10, help="sparsity-training epochs per round")
     p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round")
     p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
-    p.add_argument(
-        "--group-normalize",
-        default="none",
-        choices=["none", "mean"],
-        help="mean: rank channels by their score relative to their group's mean (spreads pruning over layers)",
-    )
+    add_group_normalize(p)
     p.add_argument("--sparsity", type=float, default=0.02, help="L1 subgradient factor s on BatchNorm gammas")
     add_schedule_and_mask_arguments(p)
     p.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_weights
+from .common import add_group_normalize, add_weights
 
 HELP = "prune channels (coupled groups) and/or Bottlenecks of a checkpoint, to a ratio or a GFLOPs/params budget"
 
@@ -36,12 +36,7 @@ def add_arguments(p):
         choices=["mean", "max", "sum"],
         help="how a coupled group's members' scores combine",
     )
-    p.add_argument(
-        "--group-normalize",
-        default="none",
-        choices=["none", "mean"],
-        help="mean: rank channels by their score relative to their group's mean (spreads pruning over layers)",
-    )
+    add_group_normalize(p)
     p.add_argument("--imgsz", type=int, default=640, help="input size for GFLOPs")
     p.add_argument(
         "--bias-compensation", action="store_true", help="fold pruned channels' constant output into consumers"

@@ -51,7 +51,7 @@ from pruned_yolo.compress import CompressConfig  # noqa: E402
 from pruned_yolo.compress.distill import DistillationCallback  # noqa: E402
 from pruned_yolo.compress.pipeline import Compressor  # noqa: E402
 from pruned_yolo.evaluation.validator import Validator  # noqa: E402
-from pruned_yolo.pruning.groups import _trace_forward  # noqa: E402
+from pruned_yolo.pruning.groups import trace_forward  # noqa: E402
 from pruned_yolo.pruning.pruner import rebuild  # noqa: E402
 from pruned_yolo.training import Callback, TrainConfig, Trainer, load_hyp  # noqa: E402
 from pruned_yolo.utils.torch_utils import count_params, gflops  # noqa: E402
@@ -293,7 +293,7 @@ class TPRegularizer(Callback):
 
         self.pruner = tp.pruner.BNScalePruner(
             trainer.net, torch.zeros(1, 3, 64, 64), importance=tp.importance.BNScaleImportance(),
-            ignored_layers=list(trainer.net.detect.m), forward_fn=_trace_forward, reg=self.reg,
+            ignored_layers=list(trainer.net.detect.m), forward_fn=trace_forward, reg=self.reg,
         )  # fmt: skip
 
     def after_backward(self, trainer) -> None:
@@ -314,7 +314,7 @@ def tp_prune(model, kind: str, target_gflops: float, imgsz: int, steps: int = 14
             imp, cls = tp.importance.MagnitudeImportance(p=1), tp.pruner.MagnitudePruner
         pruner = cls(
             m, torch.zeros(1, 3, 64, 64), importance=imp, pruning_ratio=ratio, global_pruning=True,
-            ignored_layers=list(m.detect.m), round_to=8, forward_fn=_trace_forward,
+            ignored_layers=list(m.detect.m), round_to=8, forward_fn=trace_forward,
         )  # fmt: skip
         pruner.step()
         fresh = rebuild(m)

@@ -9,6 +9,7 @@ from .latency import (
     benchmark_models,
     default_threads,
     make_runner,
+    onnx_latency_ms,
     random_input,
     speedups,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "benchmark_models",
     "default_threads",
     "make_runner",
+    "onnx_latency_ms",
     "random_input",
     "speedups",
 ]

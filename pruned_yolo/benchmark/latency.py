@@ -242,6 +242,23 @@ def make_runner(
     return OrtRunner(path, name, threads, **info)
 
 
+def onnx_latency_ms(
+    models: dict[str, str | Path],
+    imgsz: int | tuple[int, int],
+    runs: int = 30,
+    threads: int | None = None,
+    workdir: str | Path | None = None,
+    warmup: int = 5,
+) -> dict[str, float]:
+    """ONNX Runtime median latency (ms, batch 1) of each checkpoint or .onnx, all interleaved in one run."""
+    runners = {
+        name: make_runner(path, "onnxruntime", imgsz, 1, threads, name=name, workdir=workdir)
+        for name, path in models.items()
+    }
+    timings = benchmark_models(runners, imgsz, 1, warmup=warmup, runs=runs)
+    return {name: t.median_ms for name, t in timings.items()}
+
+
 def _onnx_info(meta: dict[str, str], imgsz) -> dict:
     """GFLOPs at the benchmark size (FLOPs scale with the pixel count) and params, from metadata."""
     h, w = hw_pair(imgsz)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import MISSING, fields
+
+from ..compress.pipeline import CompressConfig
+
 HELP = "compress a checkpoint to a budget: K rounds of sparsity training, pruning, fine-tuning; writes a report"
 
 
 def add_arguments(p):
+    from ..compress.sparsity import MASK_TARGETS
     from .common import add_group_normalize
     from .train import add_schedule_and_mask_arguments
 
@@ -15,19 +21,29 @@ def add_arguments(p):
     t.add_argument("--target-flops-ratio", type=float, metavar="F", help="final GFLOPs as a fraction of the dense")
     t.add_argument("--target-gflops", type=float, metavar="G", help="final GFLOPs at --imgsz")
     t.add_argument("--target-params-ratio", type=float, metavar="P", help="final parameters as a fraction")
-    p.add_argument("--iterations", type=int, default=2, help="rounds K; round r prunes to target^(r/K)")
-    p.add_argument("--sparsity-epochs", type=int, default=10, help="sparsity-training epochs per round")
-    p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round")
-    p.add_argument("--importance", default="bn-kernel", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
+    p.add_argument("--iterations", type=int, help="rounds K; round r prunes to target^(r/K)")
+    p.add_argument("--sparsity-epochs", type=int, help="sparsity-training epochs per round")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs per round")
+    p.add_argument("--importance", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
     add_group_normalize(p)
-    p.add_argument("--sparsity", type=float, default=0.02, help="L1 subgradient factor s on BatchNorm gammas")
+    p.add_argument("--sparsity", type=float, help="L1 subgradient factor s on BatchNorm gammas")
     add_schedule_and_mask_arguments(p)
     p.add_argument(
         "--mask-target",
-        default="threshold",
-        choices=["threshold", "budget"],
+        choices=MASK_TARGETS,
         help="channels the mask takes: threshold (alpha * mean |gamma|, the paper) or budget (those the round's "
         "pruning will remove)",
+    )
+    p.add_argument(
+        "--fade-end",
+        type=float,
+        help="--mask fade: the planned channels reach 0 at this fraction of the sparsity phase",
+    )
+    p.add_argument(
+        "--max-map-drop",
+        type=float,
+        metavar="P",
+        help="accuracy guard: stop at the last round within P mAP50-95 points (e.g. 0.01) of the dense model",
     )
     p.add_argument("--layers", type=int, default=0, help="shortcut Bottlenecks to remove in total (spread over rounds)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this")
@@ -38,17 +54,17 @@ def add_arguments(p):
         help="do not fold the constant output of pruned channels into their consumers",
     )
     p.add_argument(
-        "--distill", action="store_true", help="learn from the dense model's outputs in every training phase"
+        "--distill",
+        action=argparse.BooleanOptionalAction,
+        help="learn from the dense model's outputs in every training phase",
     )
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--teacher", metavar="W", help="distillation teacher (default: --weights)")
     p.add_argument("--imgsz", type=int, default=640, help="training, evaluation and latency image size")
     p.add_argument("--batch", type=int, default=16, help="training batch size")
     p.add_argument("--nbs", type=int, default=64, help="nominal batch (accumulation); --nbs = --batch: more steps")
-    p.add_argument("--hyp", default="finetune", help="hyperparameters of both training phases (file or shipped name)")
-    p.add_argument(
-        "--bn-lr-mult", type=float, default=20.0, help="lr multiplier of the BatchNorm weights in sparsity training"
-    )
+    p.add_argument("--hyp", help="hyperparameters of both training phases (file or shipped name)")
+    p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
     p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"], help="optimizer of both phases")
     p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
@@ -65,6 +81,9 @@ def add_arguments(p):
     p.add_argument("--plots", action="store_true", help="training batch mosaics and gamma histograms")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="FILE", help="also write report.json to FILE")
+    # one place for the defaults: the library's CompressConfig
+    p.set_defaults(**{f.name: f.default for f in fields(CompressConfig) if f.default is not MISSING})
+    p.set_defaults(reference=[])
 
 
 def run(args):
@@ -77,50 +96,8 @@ def run(args):
     else:
         if not args.weights or not args.data:
             raise PrunedYoloError("--weights and --data are required (or --resume RUN_DIR)")
-        config = CompressConfig(
-            weights=args.weights,
-            data=args.data,
-            target_flops_ratio=args.target_flops_ratio,
-            target_gflops=args.target_gflops,
-            target_params_ratio=args.target_params_ratio,
-            iterations=args.iterations,
-            sparsity_epochs=args.sparsity_epochs,
-            finetune_epochs=args.finetune_epochs,
-            importance=args.importance,
-            sparsity=args.sparsity,
-            sparsity_schedule=args.sparsity_schedule,
-            mask=args.mask,
-            mask_period=args.mask_period,
-            mask_alpha=args.mask_alpha,
-            mask_stats=args.mask_stats,
-            mask_target=args.mask_target,
-            group_normalize=args.group_normalize,
-            layers=args.layers,
-            round_to=args.round_to,
-            bias_compensation=args.bias_compensation,
-            distill=args.distill,
-            distill_weight=args.distill_weight,
-            teacher=args.teacher,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            nbs=args.nbs,
-            hyp=args.hyp,
-            bn_lr_mult=args.bn_lr_mult,
-            optimizer=args.optimizer,
-            noval=args.noval,
-            device=args.device,
-            workers=args.workers,
-            seed=args.seed,
-            cache=args.cache,
-            project=args.project,
-            name=args.name,
-            exist_ok=args.exist_ok,
-            latency_runs=args.latency_runs,
-            threads=args.threads,
-            references=list(args.reference),
-            progress=not args.no_progress,
-            plots=args.plots,
-        )
+        values = vars(args) | {"references": list(args.reference), "progress": not args.no_progress}
+        config = CompressConfig(**{f.name: values[f.name] for f in fields(CompressConfig) if f.name in values})
         report = compress(config)
     final = report["final"]
     print(

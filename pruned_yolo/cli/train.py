@@ -61,7 +61,14 @@ def add_schedule_and_mask_arguments(p) -> None:
         choices=["cosine", "constant"],
         help="cosine: s * (0.2 + 0.8 * (1 + cos(pi e / E)) / 2) per epoch; constant: s",
     )
-    p.add_argument("--mask", default="soft", choices=["soft", "hard", "none"], help="mask of small-gamma channels")
+    from ..compress.sparsity import MASKS
+
+    p.add_argument(
+        "--mask",
+        default="soft",
+        choices=MASKS,
+        help="mask of small-gamma channels (fade: compress only, the planned channels fade to 0)",
+    )
     p.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs (never at epoch 0)")
     p.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")
     p.add_argument(

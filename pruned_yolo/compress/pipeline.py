@@ -50,29 +50,35 @@ class CompressConfig:
     target_flops_ratio: float | None = None
     target_gflops: float | None = None
     target_params_ratio: float | None = None
-    iterations: int = 2
-    sparsity_epochs: int = 10
-    finetune_epochs: int = 10
+    # The recipe (calibrated on HIT-UAV, see the module docstring): one round; the sparsity phase
+    # trains the dense model at the full training lr while the channels that the round will
+    # prune fade to zero (so that pruning removes silent channels), then the pruned model
+    # trains again; both phases learn from the dense model (distillation).
+    iterations: int = 1
+    sparsity_epochs: int = 12
+    finetune_epochs: int = 16
     importance: str = "bn-kernel"
     group_normalize: str = "none"  # "mean": rank channels relative to their group (Torch-Pruning style)
     sparsity: float = 0.02
     sparsity_schedule: str = "cosine"
-    mask: str = "soft"
+    mask: str = "fade"
     mask_period: int = 2
     mask_alpha: float = 0.2
     mask_stats: str = "keep"
-    mask_target: str = "threshold"  # "budget": mask the channels the round's pruning will remove
+    mask_target: str = "budget"  # "budget": mask the channels the round's pruning will remove
+    fade_end: float = 0.6  # mask "fade": the planned channels reach 0 at this fraction of the sparsity phase
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
     bias_compensation: bool = True
-    distill: bool = False  # learn from the dense model in every training phase
+    distill: bool = True  # learn from the dense model in every training phase
     distill_weight: float = 1.0
     teacher: str | None = None  # distillation teacher (default: the input weights)
+    max_map_drop: float | None = None  # stop at the last round within this many mAP50-95 points of the dense
     imgsz: int = 640
     batch: int = 16
     nbs: int = 64  # nominal batch (gradient accumulation); = batch for more steps on small data
-    hyp: str | dict = "finetune"
-    bn_lr_mult: float = 20.0  # lr multiplier of the BatchNorm weights during sparsity training
+    hyp: str | dict = "scratch-low"
+    bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
     optimizer: str = "SGD"
     noval: bool = False  # no per-epoch validation inside the training phases (each phase is still evaluated)
     device: str = ""
@@ -113,6 +119,7 @@ class CompressConfig:
             self.mask_stats,
             self.mask_target,
             prune_kwargs if self.mask_target == "budget" else None,
+            self.fade_end,
         )
 
     def prune_kwargs(self, dense: dict, r: int) -> dict:
@@ -139,11 +146,6 @@ class CompressConfig:
     def round_layers(self, r: int) -> int:
         k = self.iterations
         return self.layers * r // k - self.layers * (r - 1) // k
-
-
-def _epochs_done(run_dir: Path) -> int:
-    results = run_dir / "results.csv"
-    return max(len(results.read_text().strip().splitlines()) - 1, 0) if results.is_file() else 0
 
 
 class Compressor:
@@ -188,18 +190,12 @@ class Compressor:
         self, weights: Path, out: Path, epochs: int, callbacks: list, extra: dict, bn_lr_mult: float = 1.0
     ) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
-        from ..training import TrainConfig, Trainer, load_hyp
+        from ..training import TrainConfig, load_hyp, train_or_resume
 
         c = self.config
         hyp = load_hyp(c.hyp)
         if bn_lr_mult != 1.0:
             hyp["bn_lr_mult"] = bn_lr_mult
-        last = out / "weights" / "last.safetensors"
-        if (out / "weights" / "last_state.safetensors").is_file():
-            if _epochs_done(out) < epochs:
-                LOGGER.info("resuming %s", out)
-                Trainer.resume(out, callbacks).fit()
-            return last
         cfg = TrainConfig(
             data=c.data,
             weights=str(weights),
@@ -221,8 +217,7 @@ class Compressor:
             progress=c.progress,
             extra=extra,
         )
-        Trainer(cfg, callbacks).fit()
-        return last
+        return train_or_resume(cfg, callbacks)
 
     def _distillation(self, dense_model) -> list:
         c = self.config
@@ -257,18 +252,49 @@ class Compressor:
             }
             self._save_state()
         dense = self.state["dense"]
-        current = Path(c.weights)
+        current, kept = Path(c.weights), None
         for r in range(1, c.iterations + 1):
             rdir = self.dir / f"round{r}"
             entry = self._round_entry(r)
             current = self._run_round(r, rdir, entry, current, dense, dense_model)
+            if self._guard_stops(r, entry, dense):
+                break
+            kept = current
         final = self.dir / "final.safetensors"
-        shutil.copyfile(current, final)
+        shutil.copyfile(kept or current, final)
         self.state["time_s"] = self.state.get("time_s", 0) + time.time() - t0
         self._save_state()
         from .report import write_report
 
         return write_report(self, final)
+
+    def _guard_stops(self, r: int, entry: dict, dense: dict) -> bool:
+        """--max-map-drop: True when round r fell more than P points below the dense model.
+
+        The final model is then the last round within P (round 1 if none is, flagged as such)."""
+        limit = self.config.max_map_drop
+        if limit is None:
+            return False
+        drop = dense["mAP50-95"] - entry["mAP50-95"]
+        if drop <= limit:
+            return False
+        kept = r - 1 if r > 1 else 1
+        self.state["guard"] = {
+            "max_map_drop": limit,
+            "stopped_at_round": r,
+            "drop": round(drop, 4),
+            "final_round": kept,
+            "met": r > 1,
+        }
+        self._save_state()
+        LOGGER.warning(
+            "accuracy guard: round %d is %.4f mAP50-95 below the dense model (limit %.4f); %s",
+            r,
+            drop,
+            limit,
+            f"stopping, final = round {kept}" if r > 1 else "no round is within the limit, final = round 1",
+        )
+        return True
 
     def _run_round(self, r: int, rdir: Path, entry: dict, current: Path, dense: dict, dense_model) -> Path:
         c = self.config

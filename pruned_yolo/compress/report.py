@@ -18,16 +18,10 @@ LOGGER = logging.getLogger("pruned_yolo")
 
 def measure_latency(models: dict[str, Path], workdir: Path, imgsz: int, runs: int, threads: int | None) -> dict:
     """ONNX Runtime median latency (ms, batch 1) of each checkpoint, all interleaved in one run."""
-    from ..benchmark.latency import OrtRunner, benchmark_models
-    from ..export.onnx import export_onnx
+    from ..benchmark.latency import onnx_latency_ms
 
     workdir.mkdir(parents=True, exist_ok=True)
-    runners = {}
-    for name, path in models.items():
-        onnx = export_onnx(load_model(path), workdir / f"{name}.onnx", imgsz, 1, source=Path(path).name)
-        runners[name] = OrtRunner(onnx, name, threads)
-    timings = benchmark_models(runners, imgsz, 1, warmup=5, runs=runs)
-    return {name: t.median_ms for name, t in timings.items()}
+    return onnx_latency_ms(models, imgsz, runs, threads, workdir)
 
 
 def plot_tradeoff(rows: list[dict], references: list[dict], path: Path, title: str) -> Path:
@@ -85,6 +79,17 @@ def _md_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def guard_sentence(guard: dict) -> str:
+    """What the accuracy guard (--max-map-drop) did, in one sentence."""
+    head = (
+        f"Accuracy guard (--max-map-drop {guard['max_map_drop']}): round {guard['stopped_at_round']} was "
+        f"{guard['drop']:.4f} mAP50-95 below the dense model, "
+    )
+    if guard["met"]:
+        return head + f"so compression stopped there and the final model is round {guard['final_round']}."
+    return head + "and no round was within the limit: the final model is round 1, over the allowed drop."
+
+
 def write_report(compressor, final: Path) -> dict:
     """Latency, ONNX export, report.json / report.md / report.png for a finished compress run."""
     from ..export.onnx import export_onnx
@@ -93,7 +98,9 @@ def write_report(compressor, final: Path) -> dict:
     assert isinstance(compressor, Compressor)
     c, state, out = compressor.config, compressor.state, compressor.dir
     dense = dict(state["dense"], name=f"{state['dense']['name']} (dense)")
-    rounds = [dict(r, name=f"round {r['round']}") for r in state["rounds"]]
+    guard = state.get("guard")
+    rounds = [dict(r, name=f"round {r['round']}") for r in state["rounds"] if "mAP50-95" in r]
+    final_round = rounds[guard["final_round"] - 1] if guard else rounds[-1]
     references = []
     for ref in c.references:
         model = load_model(ref)
@@ -125,9 +132,11 @@ def write_report(compressor, final: Path) -> dict:
         "final": {
             "checkpoint": str(final),
             "onnx": str(out / "final.onnx"),
-            **{k: rounds[-1][k] for k in ("params", "gflops", "mAP50", "mAP50-95") if k in rounds[-1]},
-            "latency_ms": rounds[-1].get("latency_ms"),
+            "round": final_round["round"],
+            **{k: final_round[k] for k in ("params", "gflops", "mAP50", "mAP50-95") if k in final_round},
+            "latency_ms": final_round.get("latency_ms"),
         },
+        "guard": guard,
         "time_s": state.get("time_s"),
     }
     write_json(out / "report.json", report)
@@ -139,6 +148,8 @@ def write_report(compressor, final: Path) -> dict:
     )
     lines = [f"# Compress report: {Path(c.weights).name} on {c.data}", ""]
     lines += _md_table([dense] + references + rounds)
+    if guard:
+        lines += ["", guard_sentence(guard)]
     lines += ["", "![mAP vs cost](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     LOGGER.info("\n".join(_md_table([dense] + references + rounds)))

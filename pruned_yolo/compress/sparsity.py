@@ -49,7 +49,7 @@ from ..training.hooks import Callback
 LOGGER = logging.getLogger("pruned_yolo")
 
 SCHEDULES = ("cosine", "constant")
-MASKS = ("soft", "hard", "none")
+MASKS = ("soft", "hard", "fade", "none")
 MASK_FACTORS = {"soft": 0.1, "hard": 0.0}
 MASK_STATS = ("keep", "scale")
 MASK_TARGETS = ("threshold", "budget")
@@ -69,6 +69,7 @@ class SparsityConfig:
     mask_stats: str = "keep"  # soft mask: "keep" the running stats or "scale" them too
     mask_target: str = "threshold"  # "threshold" (alpha * mean|gamma|) or "budget" (the pruning plan)
     budget: dict | None = None  # prune() keyword arguments of the round, for mask_target "budget"
+    fade_end: float = 0.6  # mask "fade": fraction of the phase after which the planned channels are 0
 
     def __post_init__(self):
         if self.s < 0:
@@ -85,6 +86,10 @@ class SparsityConfig:
             raise ConfigError(f"--mask-target must be one of {', '.join(MASK_TARGETS)}, got {self.mask_target!r}")
         if self.mask_target == "budget" and not self.budget:
             raise ConfigError("--mask-target budget needs a pruning budget (compress sets it per round)")
+        if self.mask == "fade" and self.mask_target != "budget":
+            raise ConfigError("--mask fade needs --mask-target budget (it fades the channels pruning will remove)")
+        if not 0 < self.fade_end <= 1:
+            raise ConfigError(f"--fade-end must be in (0, 1], got {self.fade_end}")
         if not 0 <= self.mask_alpha < 1:
             raise ConfigError(f"--mask-alpha must be in [0, 1), got {self.mask_alpha}")
 
@@ -97,6 +102,13 @@ def sparsity_factor(s: float, epoch: int, epochs: int, schedule: str = "cosine")
     if schedule == "constant":
         return s
     return s * (0.2 + 0.8 * (1 + math.cos(math.pi * epoch / epochs)) / 2)
+
+
+def fade_scale(progress: float, end: float) -> float:
+    """Scale of a fading channel at `progress` (0..1) of the phase: cosine from 1 to 0 at `end`."""
+    if progress >= end:
+        return 0.0
+    return 0.5 * (1 + math.cos(math.pi * progress / end))
 
 
 def warmup_ramp(ni: int, nw: int) -> float:
@@ -153,6 +165,8 @@ class SparsityCallback(Callback):
         self.plots = plots
         self.factor = 0.0
         self.histograms: list[dict] = []
+        self.fade_plan = None  # mask "fade": the channels being faded (replanned every epoch)
+        self.fade_last = 1.0  # their scale after the last optimizer step
 
     # -- events ---------------------------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
@@ -166,6 +180,9 @@ class SparsityCallback(Callback):
     def on_epoch_start(self, trainer) -> None:
         cfg = self.config
         self.factor = sparsity_factor(cfg.s, trainer.epoch, trainer.epochs, cfg.schedule)
+        if cfg.mask == "fade":
+            self._plan_fade(trainer)
+            return
         if cfg.mask != "none" and trainer.epoch > 0 and trainer.epoch % cfg.mask_period == 0:
             factor, scale_stats = MASK_FACTORS[cfg.mask], cfg.mask_stats == "scale"
             if cfg.mask_target == "budget":  # planned on the EMA: the model that gets pruned
@@ -179,6 +196,16 @@ class SparsityCallback(Callback):
 
     def after_backward(self, trainer) -> None:
         add_l1_subgradient(trainer.net, self.factor * warmup_ramp(trainer.ni, trainer.nw))
+
+    def on_optimizer_step(self, trainer) -> None:
+        if self.fade_plan is None:
+            return
+        scale = fade_scale((trainer.ni + 1) / (trainer.epochs * trainer.nb), self.config.fade_end)
+        ratio = scale / self.fade_last if self.fade_last > 0 else 0.0
+        if ratio < 1.0:
+            for m in (trainer.net, trainer.ema.ema):
+                apply_soft_mask(m, self.fade_plan, ratio, scale_stats=False)
+        self.fade_last = scale
 
     def on_epoch_end(self, trainer) -> None:
         model = trainer.ema.ema
@@ -199,6 +226,23 @@ class SparsityCallback(Callback):
                 LOGGER.warning("WARNING gamma_hist.png not written (%s)", e)
 
     # -- helpers --------------------------------------------------------------------------------
+    def _plan_fade(self, trainer) -> None:
+        """Plan the round's pruning on the EMA; its channels fade from here on.
+
+        Derived from the epoch and the weights only (the channels already faded rank last), so
+        a resumed run replans the same channels.
+        """
+        from ..pruning.pruner import equivalent_hard_mask
+
+        self.fade_plan, _, _ = equivalent_hard_mask(trainer.ema.ema, **self.config.budget)
+        self.fade_last = fade_scale(trainer.epoch / trainer.epochs, self.config.fade_end)
+        if self.fade_last == 0.0:  # past the fade: the plan stays switched off
+            for m in (trainer.net, trainer.ema.ema):
+                apply_soft_mask(m, self.fade_plan, 0.0)
+        if trainer.is_main:
+            n = sum(int((~k).sum()) for k in self.fade_plan.values())
+            LOGGER.info("fade mask: %d BN channels planned for pruning, at %.3f of their scale", n, self.fade_last)
+
     @staticmethod
     def _histogram(trainer, epoch: int) -> dict:
         g = all_gammas(trainer.ema.ema).double().clamp_min(1e-12).log10().numpy()

@@ -22,6 +22,7 @@ from .groups import (
     PruningError,
     build_groups,
     check_prunable,
+    trace_forward,
 )
 from .importance import (
     ImportanceFn,
@@ -81,5 +82,6 @@ __all__ = [
     "remove_bottlenecks",
     "round_count",
     "select_bottlenecks",
+    "trace_forward",
     "zero_gammas",
 ]

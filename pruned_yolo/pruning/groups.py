@@ -234,7 +234,7 @@ def bottlenecks(model: nn.Module) -> list[BottleneckRef]:
     return refs
 
 
-def _trace_forward(model, x):
+def trace_forward(model, x):
     """Forward for tracing: BatchNorms in eval mode (running stats untouched), and Detect
     returning its convs' outputs as they are (no reshape or decoding in the graph: the
     Detect outputs are never pruned, and reshape nodes make every tp group query slower)."""
@@ -262,7 +262,7 @@ def build_groups(model: nn.Module, example_size: int = 32) -> GroupSet:
     )
     was_training = model.training
     with torch.enable_grad(), single_thread():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, forward_fn=_trace_forward)
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, forward_fn=trace_forward)
     model.train(was_training)
 
     groups: list[ChannelGroup] = []

@@ -6,6 +6,16 @@ Trainer(TrainConfig(data="data.yaml", cfg="yolov5n", epochs=10, imgsz=320), call
 
 from .hooks import EVENTS, Callback, CallbackList
 from .loss import DetectionLoss
-from .trainer import TrainConfig, Trainer, load_hyp, train
+from .trainer import TrainConfig, Trainer, load_hyp, train, train_or_resume
 
-__all__ = ["EVENTS", "Callback", "CallbackList", "DetectionLoss", "TrainConfig", "Trainer", "load_hyp", "train"]
+__all__ = [
+    "EVENTS",
+    "Callback",
+    "CallbackList",
+    "DetectionLoss",
+    "TrainConfig",
+    "Trainer",
+    "load_hyp",
+    "train",
+    "train_or_resume",
+]

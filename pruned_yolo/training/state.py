@@ -131,5 +131,15 @@ def load_state(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return doc, tensors
 
 
+def saved_epoch(path: str | Path) -> int:
+    """The number of finished epochs recorded in a state file (reads the header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            doc = json.loads((f.metadata() or {})["state"])
+        return int(doc["epoch"])
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: unreadable training state ({e})") from None
+
+
 def model_tensors(tensors: dict[str, torch.Tensor], which: str = "model") -> dict[str, torch.Tensor]:
     return _unflat(which, tensors)

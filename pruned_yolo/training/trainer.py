@@ -19,6 +19,7 @@ Run folder (`runs/train/exp*`):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -50,7 +51,7 @@ from .hooks import Callback, CallbackList
 from .loss import DetectionLoss
 from .optim import GROUP_NAMES, LrLambda, build_optimizer, warmup_iterations, warmup_step
 from .plots import plot_results
-from .state import load_state, model_tensors, optimizer_from_parts, save_state, set_rng_states
+from .state import load_state, model_tensors, optimizer_from_parts, save_state, saved_epoch, set_rng_states
 
 LOGGER = logging.getLogger("pruned_yolo")
 
@@ -676,4 +677,27 @@ def train(config: TrainConfig, callbacks: list[Callback] | tuple = ()) -> dict:
     return Trainer(config, callbacks).fit()
 
 
-__all__ = ["TrainConfig", "Trainer", "default_workers", "load_hyp", "replace_detect_head", "train"]
+def train_or_resume(config: TrainConfig, callbacks: list[Callback] | tuple = ()) -> Path:
+    """Train in exactly `config.project / config.name`, resuming a run interrupted there; returns
+    its `weights/last.safetensors`. The saved training state decides (not results.csv): a run
+    whose state records all its epochs is finished and is not trained again."""
+    run_dir = Path(config.project) / config.name
+    state = run_dir / "weights" / "last_state.safetensors"
+    if state.is_file():
+        if saved_epoch(state) < config.epochs:
+            LOGGER.info("resuming %s", run_dir)
+            Trainer.resume(run_dir, callbacks).fit()
+    else:
+        Trainer(dataclasses.replace(config, exist_ok=True), callbacks).fit()
+    return run_dir / "weights" / "last.safetensors"
+
+
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "default_workers",
+    "load_hyp",
+    "replace_detect_head",
+    "train",
+    "train_or_resume",
+]

@@ -1,0 +1,90 @@
+"""What every benchmark script shares: paths, the machine description and results files.
+
+Scripts run from the repository root as `.venv/bin/python benchmarks/NAME.py`; Python puts
+`benchmarks/` on the import path, so `import common` is the one way to reach this module, and
+`pruned_yolo` comes from the installed package (public API only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs"
+
+
+def machine() -> dict:
+    """CPU model, core count and library versions: what a figure was measured on."""
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def relative(path: str | Path) -> str:
+    """`path` relative to the repository root when it lies inside it (results stay portable)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+class ResultsFile:
+    """A results JSON `{"protocol": {...}, "machine": {...}, "models": [rows]}`, saved after every row."""
+
+    def __init__(self, path: Path, protocol: dict):
+        self.path = Path(path)
+        doc = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        old = doc.get("protocol")
+        keys = ("name", "data", "imgsz")
+        if old and {k: old.get(k) for k in keys} != {k: protocol.get(k) for k in keys}:
+            raise SystemExit(f"{self.path} holds another protocol ({old.get('name')}); move it away first")
+        self.doc = {"protocol": protocol, "machine": doc.get("machine") or machine(), "models": doc.get("models", [])}
+
+    def rows(self) -> dict[str, dict]:
+        return {r["name"]: r for r in self.doc["models"]}
+
+    def get(self, name: str) -> dict | None:
+        return self.rows().get(name)
+
+    def put(self, row: dict) -> None:
+        """Add or replace the row of that name, and save."""
+        self.doc["models"] = [r for r in self.doc["models"] if r["name"] != row["name"]] + [row]
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.doc, indent=2) + "\n")
+        tmp.replace(self.path)
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
+    """A markdown table: `columns` are (header, key, format) with format like "{:.4f}"."""
+    out = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + " --- |" * len(columns)]
+    for r in rows:
+        cells = []
+        for _, key, fmt in columns:
+            v = r.get(key)
+            cells.append("-" if v is None else fmt.format(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return out

@@ -1,0 +1,348 @@
+"""HIT-UAV benchmark: does `compress` keep a user's fine-tuned accuracy at half the cost?
+
+Real thermal drone images (4 classes, many small objects; `../shared/datasets/hituav`). Every
+row starts from the dense yolov5s that a user brings (`yolov5s_hituav320.safetensors`, 20
+epochs of fine-tuning by our own `train`), or from the official yolov5n for `yolov5n_matched`,
+and is scored on `images/val` with pycocotools at the protocol's image size:
+
+* `dense_s`: the dense model as it comes; `dense_s_matched`: trained on for the epochs that
+  `ours_50` spends (same hyp), so that no row looks good only because it trained longer;
+* `yolov5n_matched`: the official yolov5n fine-tuned like the dense model, for the dense
+  model's epochs plus the epochs that `ours_n` spends (the small model at the same compute);
+* `ours_50`: `compress --target-flops-ratio 0.5` with the library defaults, nothing else;
+  `ours_n`: the same with `--target-gflops` = yolov5n's GFLOPs;
+* `tp_magnitude_50`, `tp_bnscale_50`, `tp_growingreg_50`: Torch-Pruning's pruners to the same
+  GFLOPs, each with its own regularize() phase where it has one, trained for the same epochs
+  with the same hyp and distillation as ours (only the pruning method differs);
+* the paper's ablation at 50 % (Fig. 1): `ablation_baseline_50` (|gamma|, no mask, constant
+  factor), `ablation_R_50`, `ablation_RS_50`, `ablation_RSC_50` (the paper's threshold soft
+  mask), and `ours_50_nodistill`, `ours_50_layers` (channels plus 2 Bottlenecks).
+
+Each row is written to `benchmarks/results/hituav.json` as soon as it is done; a rerun skips
+finished rows and resumes an interrupted one (a training phase at its last epoch). At the end
+of every invocation all rows are timed in ONNX Runtime (batch 1, interleaved with the dense
+model in one run) and `hituav.md` / `hituav.png` are generated from the JSON.
+
+    .venv/bin/python benchmarks/hituav.py                          # every row (many hours on 2 cores)
+    .venv/bin/python benchmarks/hituav.py --only ours_50 dense_s    # some rows
+    .venv/bin/python benchmarks/hituav.py --report                  # only latency, table and plot
+    .venv/bin/python benchmarks/hituav.py --protocol gpu            # hituav.yaml, 640 px (GPU machine)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from common import RESULTS, RUNS, SHARED, ResultsFile, relative
+
+from pruned_yolo import build_model, load_model, save_checkpoint
+from pruned_yolo.benchmark import onnx_latency_ms
+from pruned_yolo.compress import CompressConfig, Compressor, DistillationCallback
+from pruned_yolo.evaluation.validator import Validator
+from pruned_yolo.pruning import rebuild, trace_forward
+from pruned_yolo.training import Callback, TrainConfig, load_hyp, train_or_resume
+from pruned_yolo.utils.torch_utils import count_params, gflops
+
+LOGGER = logging.getLogger("hituav")
+DENSE_S = SHARED / "weights" / "yolov5s_hituav320.safetensors"
+YOLOV5N = SHARED / "weights" / "yolov5n_v6.1.pt"
+DENSE_EPOCHS = 20  # the shared dense model's fine-tuning (../shared/weights/SOURCE.md)
+
+
+@dataclass
+class Protocol:
+    name: str
+    data: str
+    imgsz: int
+    batch: int
+    dense_epochs: int
+    hyp: str = "scratch-low"
+    seed: int = 0
+
+
+PROTOCOLS = {
+    "cpu": Protocol("cpu", str(SHARED / "datasets" / "hituav" / "hituav_cpu.yaml"), 320, 16, DENSE_EPOCHS),
+    "gpu": Protocol("gpu", str(SHARED / "datasets" / "hituav" / "hituav.yaml"), 640, 32, DENSE_EPOCHS),
+}
+
+
+class Bench:
+    def __init__(self, protocol: Protocol, seed: int):
+        self.p = protocol
+        self.seed = seed
+        suffix = "" if protocol.name == "cpu" else f"_{protocol.name}"
+        self.results = ResultsFile(RESULTS / f"hituav{suffix}.json", {**asdict(protocol), "evaluator": "pycocotools"})
+        self.runs = RUNS / f"hituav{suffix}"
+        self.validator = Validator(protocol.data, imgsz=protocol.imgsz, batch_size=16)
+        defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
+        self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
+        self.split = (defaults.sparsity_epochs, defaults.finetune_epochs)
+
+    def row_name(self, name: str) -> str:
+        return name if self.seed == 0 else f"{name}_seed{self.seed}"
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def record(self, name: str, weights: Path, method: str, epochs: int, wall_s: float, **extra) -> None:
+        model = load_model(weights)
+        m = self.validator(model, "cpu" if not torch.cuda.is_available() else 0, progress=False)
+        row = {
+            "name": name,
+            "method": method,
+            "weights": relative(weights),
+            "gflops": round(gflops(model, self.p.imgsz), 4),
+            "params": count_params(model),
+            "mAP50": round(m["mAP50"], 4),
+            "mAP50-95": round(m["mAP50-95"], 4),
+            "epochs": epochs,
+            "seed": self.seed,
+            "wall_s": round(wall_s, 1),
+            **extra,
+        }
+        self.results.put(row)
+        LOGGER.info("%s: mAP50-95 %.4f, %.3f GFLOPs, %d params", name, row["mAP50-95"], row["gflops"], row["params"])
+
+    def train(self, name: str, weights: Path, epochs: int, callbacks: list = (), hyp: dict | None = None) -> Path:
+        cfg = TrainConfig(
+            data=self.p.data, weights=str(weights), epochs=epochs, imgsz=self.p.imgsz, batch=self.p.batch,
+            hyp=hyp or load_hyp(self.p.hyp), seed=self.seed, project=str(self.runs), name=name, progress=False,
+        )  # fmt: skip
+        return train_or_resume(cfg, callbacks)
+
+    def teacher(self) -> list:
+        return [DistillationCallback(load_model(DENSE_S), 1.0)]
+
+    # -- rows -----------------------------------------------------------------------------------
+    def dense_s(self, name: str) -> None:
+        self.record(name, DENSE_S, "dense yolov5s as the user brings it", self.p.dense_epochs, 0.0)
+
+    def dense_s_matched(self, name: str) -> None:
+        t0 = time.time()
+        last = self.train(name, DENSE_S, self.compress_epochs)
+        self.record(
+            name, last, f"dense yolov5s trained {self.compress_epochs} more epochs (same hyp)",
+            self.p.dense_epochs + self.compress_epochs, time.time() - t0,
+        )  # fmt: skip
+
+    def yolov5n_matched(self, name: str) -> None:
+        t0 = time.time()
+        epochs = self.p.dense_epochs + self.compress_epochs
+        last = self.train(name, YOLOV5N, epochs)
+        self.record(name, last, f"official yolov5n fine-tuned {epochs} epochs (same hyp)", epochs, time.time() - t0)
+
+    def compress(self, name: str, method: str, **settings) -> None:
+        """`compress` with the library defaults, overridden only by `settings`."""
+        t0 = time.time()
+        run = self.runs / name
+        config = CompressConfig(
+            weights=str(DENSE_S), data=self.p.data, imgsz=self.p.imgsz, batch=self.p.batch, seed=self.seed,
+            project=str(self.runs), name=name, exist_ok=True, progress=False, latency_runs=0, **settings,
+        )  # fmt: skip
+        report = Compressor(config, run if (run / "state.json").is_file() else None).run()
+        last = report["rounds"][-1]
+        c = report.get("config", asdict(config))
+        epochs = c["iterations"] * (c["sparsity_epochs"] + c["finetune_epochs"])
+        self.record(
+            name, run / "final.safetensors", method, epochs, time.time() - t0,
+            after_sparsity=last.get("sparse"), pruned_before_finetune=last.get("pruned"),
+            settings={k: v for k, v in settings.items() if k != "teacher"},
+        )  # fmt: skip
+
+    def yolov5n_gflops(self) -> float:
+        nc = len(load_model(DENSE_S).names)
+        return gflops(build_model("yolov5n", nc=nc), self.p.imgsz)
+
+    def tp(self, name: str, kind: str) -> None:
+        """A Torch-Pruning pruner: its regularize() phase (if any), pruning to 50 %, training."""
+        t0 = time.time()
+        sparse_epochs, finetune_epochs = self.split
+        start = DENSE_S
+        if kind in ("bnscale", "growingreg"):
+            start = self.train(f"{name}_regularize", DENSE_S, sparse_epochs, [TPRegularizer(kind), *self.teacher()])
+        else:  # magnitude: no regularization phase, all the epochs train the pruned model
+            finetune_epochs += sparse_epochs
+        pruned_path = self.runs / f"{name}_pruned.safetensors"
+        if not pruned_path.is_file():
+            target = 0.5 * gflops(load_model(DENSE_S), self.p.imgsz)
+            save_checkpoint(tp_prune(load_model(start), kind, target, self.p.imgsz), pruned_path)
+        before = self.validator(load_model(pruned_path), "cpu", progress=False)["mAP50-95"]
+        last = self.train(name, pruned_path, finetune_epochs, self.teacher())
+        self.record(
+            name, last, TP_METHODS[kind], self.compress_epochs, time.time() - t0,
+            pruned_before_finetune={"mAP50-95": round(before, 4)},
+        )  # fmt: skip
+
+    def latency(self, runs: int) -> None:
+        rows = self.results.rows()
+        models = {n: Path(r["weights"]) for n, r in rows.items()}
+        models = {n: p if p.is_absolute() else Path(__file__).resolve().parents[1] / p for n, p in models.items()}
+        models = {n: p for n, p in models.items() if p.is_file()}
+        if "dense_s" not in models or runs <= 0:
+            return
+        ms = onnx_latency_ms(models, self.p.imgsz, runs, None, self.runs / "latency")
+        for name, value in ms.items():
+            rows[name]["latency_ms"] = round(value, 2)
+            rows[name]["speedup"] = round(ms["dense_s"] / value, 3)
+        self.results.doc["latency"] = {"runtime": "onnxruntime", "batch": 1, "runs": runs, "interleaved": True}
+        self.results.save()
+
+
+TP_METHODS = {
+    "magnitude": "Torch-Pruning MagnitudePruner (L1), global, round_to 8",
+    "bnscale": "Torch-Pruning BNScalePruner (regularize(): L1 on gamma, reg 1e-5 per step), global, round_to 8",
+    "growingreg": "Torch-Pruning GrowingRegPruner (regularize(): growing L2, reg/delta 1e-5 per step), global, "
+    "round_to 8",
+}
+
+
+class TPRegularizer(Callback):
+    """A Torch-Pruning pruner's own regularize() after every backward (update_reg() after every step)."""
+
+    def __init__(self, kind: str, reg: float = 1e-5):
+        self.kind, self.reg, self.pruner = kind, reg, None
+
+    def on_train_start(self, trainer) -> None:
+        self.pruner = tp_pruner(trainer.net, self.kind, 0.5, reg=self.reg)
+
+    def after_backward(self, trainer) -> None:
+        self.pruner.regularize(trainer.net)
+
+    def on_optimizer_step(self, trainer) -> None:
+        if self.kind == "growingreg":
+            self.pruner.update_reg()
+
+
+def tp_pruner(model, kind: str, ratio: float, **kw):
+    import torch_pruning as tp
+
+    classes = {
+        "magnitude": (tp.pruner.MagnitudePruner, tp.importance.MagnitudeImportance(p=1)),
+        "bnscale": (tp.pruner.BNScalePruner, tp.importance.BNScaleImportance()),
+        "growingreg": (tp.pruner.GrowingRegPruner, tp.importance.GroupMagnitudeImportance(p=2)),
+    }
+    cls, importance = classes[kind]
+    return cls(
+        model, torch.zeros(1, 3, 64, 64), importance=importance, pruning_ratio=ratio, global_pruning=True,
+        ignored_layers=list(model.detect.m), round_to=8, forward_fn=trace_forward, **kw,
+    )  # fmt: skip
+
+
+def tp_prune(model, kind: str, target_gflops: float, imgsz: int, steps: int = 14):
+    """Torch-Pruning global pruning of `model` to at most `target_gflops` (bisection on the ratio)."""
+
+    def attempt(ratio: float):
+        m = copy.deepcopy(model).eval()
+        for p in m.parameters():
+            p.requires_grad_(True)
+        tp_pruner(m, kind, ratio).step()
+        fresh = rebuild(m)
+        fresh.names, fresh.meta = model.names, copy.deepcopy(getattr(model, "meta", {}))
+        return fresh
+
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        m = attempt(mid)
+        g = gflops(m, imgsz)
+        if g <= target_gflops:
+            best, hi = m, mid
+            if g >= 0.98 * target_gflops:
+                break
+        else:
+            lo = mid
+    if best is None:
+        raise RuntimeError(f"Torch-Pruning {kind}: no ratio meets {target_gflops:.2f} GFLOPs")
+    return best
+
+
+def rows(b: Bench) -> dict:
+    """Row name -> the step that produces it, in the order they run."""
+    ablation = dict(mask_target="threshold", distill=True)
+    return {
+        "dense_s": b.dense_s,
+        "ours_50": lambda n: b.compress(
+            n, "compress --target-flops-ratio 0.5 (library defaults)", target_flops_ratio=0.5
+        ),
+        "dense_s_matched": b.dense_s_matched,
+        "yolov5n_matched": b.yolov5n_matched,
+        "ours_n": lambda n: b.compress(
+            n, "compress --target-gflops <yolov5n> (library defaults)", target_gflops=round(b.yolov5n_gflops(), 4)
+        ),
+        "tp_magnitude_50": lambda n: b.tp(n, "magnitude"),
+        "tp_growingreg_50": lambda n: b.tp(n, "growingreg"),
+        "tp_bnscale_50": lambda n: b.tp(n, "bnscale"),
+        "ours_50_nodistill": lambda n: b.compress(
+            n, "ours_50 without distillation", target_flops_ratio=0.5, distill=False
+        ),
+        "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
+        "ablation_baseline_50": lambda n: b.compress(
+            n,
+            "paper Baseline: |gamma|, no mask, constant factor",
+            target_flops_ratio=0.5,
+            importance="bn",
+            mask="none",
+            sparsity_schedule="constant",
+            **ablation,
+        ),  # fmt: skip
+        "ablation_R_50": lambda n: b.compress(
+            n,
+            "paper +R: bn-kernel, no mask, constant factor",
+            target_flops_ratio=0.5,
+            mask="none",
+            sparsity_schedule="constant",
+            **ablation,
+        ),  # fmt: skip
+        "ablation_RS_50": lambda n: b.compress(
+            n,
+            "paper +R+S: threshold soft mask, constant factor",
+            target_flops_ratio=0.5,
+            mask="soft",
+            sparsity_schedule="constant",
+            **ablation,
+        ),  # fmt: skip
+        "ablation_RSC_50": lambda n: b.compress(
+            n,
+            "paper +R+S+C: threshold soft mask, cosine factor",
+            target_flops_ratio=0.5,
+            mask="soft",
+            sparsity_schedule="cosine",
+            **ablation,
+        ),  # fmt: skip
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
+    p.add_argument("--only", nargs="*", help="run only these rows")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trained rows (non-zero: rows named NAME_seedN)")
+    p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
+    p.add_argument("--report", action="store_true", help="no training: latency, table and plot only")
+    return p.parse_args()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args()
+    b = Bench(PROTOCOLS[args.protocol], args.seed)
+    if not args.report:
+        for name, step in rows(b).items():
+            row = b.row_name(name)
+            if (args.only and name not in args.only and row not in args.only) or b.results.get(row):
+                continue
+            t0 = time.time()
+            step(row)
+            LOGGER.info("== %s done (%.0f s)", row, time.time() - t0)
+    b.latency(args.latency_runs)
+    from hituav_report import write_report  # noqa: PLC0415 (sibling script module)
+
+    write_report(b.results.path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""`hituav.md` and `hituav.png` generated from `hituav.json` (see hituav.py): table, targets, plot.
+
+.venv/bin/python benchmarks/hituav_report.py [benchmarks/results/hituav.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from common import RESULTS, markdown_table
+
+COLUMNS = [
+    ("row", "name", "`{}`"),
+    ("GFLOPs", "gflops", "{:.2f}"),
+    ("params", "params", "{:,}"),
+    ("mAP50", "mAP50", "{:.4f}"),
+    ("mAP50-95", "mAP50-95", "{:.4f}"),
+    ("ORT ms", "latency_ms", "{:.2f}"),
+    ("speed-up", "speedup", "{:.2f}x"),
+    ("epochs", "epochs", "{}"),
+    ("seed", "seed", "{}"),
+    ("wall min", "wall_min", "{:.0f}"),
+    ("method", "method", "{}"),
+]
+ABLATION = [
+    ("Baseline", "ablation_baseline_50"),
+    ("+R", "ablation_R_50"),
+    ("+R+S", "ablation_RS_50"),
+    ("+R+S+C", "ablation_RSC_50"),
+    ("ours", "ours_50"),
+]
+TP_ROWS = ("tp_magnitude_50", "tp_bnscale_50", "tp_growingreg_50")
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def targets(rows: dict[str, dict]) -> list[str]:
+    """Each target of the issue that the rows can answer, with its figures."""
+    out = []
+    dense, ours = rows.get("dense_s"), rows.get("ours_50")
+    if dense and ours:
+        ref = max(r["mAP50-95"] for r in (dense, rows.get("dense_s_matched") or dense))
+        ratio = ours["gflops"] / dense["gflops"]
+        ok = ours["mAP50-95"] >= 0.99 * ref and ratio <= 0.5
+        out.append(
+            f"- `ours_50` >= 0.99 x best dense ({ref:.4f} -> needs {0.99 * ref:.4f}) at <= 50% GFLOPs: "
+            f"{ours['mAP50-95']:.4f} at {100 * ratio:.1f}% ({ours['mAP50-95'] / ref:.3f} of it): {_verdict(ok)}"
+        )
+        epochs = ours["epochs"]
+        out.append(
+            f"- cost: `compress` defaults spend {epochs} epochs, <= 2 x the dense model's {dense['epochs']}: "
+            f"{_verdict(epochs <= 2 * dense['epochs'])}"
+        )
+    n_ours, n_small = rows.get("ours_n"), rows.get("yolov5n_matched")
+    if n_ours and n_small:
+        ok = n_ours["mAP50-95"] >= n_small["mAP50-95"] + 0.02 and n_ours["gflops"] <= n_small["gflops"] * 1.0001
+        out.append(
+            f"- `ours_n` ({n_ours['gflops']:.3f} GFLOPs) >= `yolov5n_matched` "
+            f"({n_small['gflops']:.3f} GFLOPs) + 2 points: "
+            f"{n_ours['mAP50-95']:.4f} vs {n_small['mAP50-95']:.4f}: {_verdict(ok)}"
+        )
+    for name in TP_ROWS:
+        if ours and rows.get(name):
+            tp = rows[name]["mAP50-95"]
+            out.append(
+                f"- `ours_50` >= `{name}` + 1 point: {ours['mAP50-95']:.4f} vs {tp:.4f} "
+                f"({100 * (ours['mAP50-95'] - tp):+.1f} points): {_verdict(ours['mAP50-95'] >= tp + 0.01)}"
+            )
+    if dense and dense.get("latency_ms"):
+        for r in rows.values():
+            if r["name"].startswith(("dense", "yolov5n")) or not r.get("speedup"):
+                continue
+            flops_x = dense["gflops"] / r["gflops"]
+            ok = r["speedup"] >= 0.8 * flops_x
+            out.append(
+                f"- latency `{r['name']}`: ONNX Runtime speed-up {r['speedup']:.2f}x vs GFLOPs ratio {flops_x:.2f}x "
+                f"(needs >= {0.8 * flops_x:.2f}x): {_verdict(ok)}"
+            )
+    return out
+
+
+def plot(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {r["name"]: r for r in doc["models"]}
+    bars = [(label, rows[n]["mAP50-95"]) for label, n in ABLATION if n in rows]
+    fig, axes = plt.subplots(1, 2 if bars else 1, figsize=(13 if bars else 7.5, 5), dpi=110, squeeze=False)
+    ax = axes[0][0]
+    for r in doc["models"]:
+        marker = "s" if r["name"].startswith(("dense", "yolov5n")) else ("^" if r["name"].startswith("tp_") else "o")
+        ax.scatter(r["gflops"], r["mAP50-95"], marker=marker, s=45)
+        ax.annotate(r["name"], (r["gflops"], r["mAP50-95"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel(f"GFLOPs at {doc['protocol']['imgsz']} px")
+    ax.set_ylabel("mAP50-95 (images/val, pycocotools)")
+    ax.set_title("HIT-UAV: accuracy vs cost")
+    ax.grid(alpha=0.3)
+    if bars:
+        bx = axes[0][1]
+        bx.bar([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
+        for i, (_, v) in enumerate(bars):
+            bx.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        bx.set_ylabel("mAP50-95")
+        bx.set_title("Ablation at 50% GFLOPs (paper Fig. 1)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(json_path: Path) -> Path:
+    doc = json.loads(Path(json_path).read_text())
+    rows = {r["name"]: dict(r, wall_min=r.get("wall_s", 0) / 60) for r in doc["models"]}
+    p = doc["protocol"]
+    md = Path(json_path).with_suffix(".md")
+    lines = [
+        f"# HIT-UAV benchmark ({p['name']} protocol)",
+        "",
+        f"Generated by `benchmarks/hituav_report.py` from `{Path(json_path).name}`. Data `{Path(p['data']).name}`, "
+        f"{p['imgsz']} px, batch {p['batch']}, hyp {p['hyp']}; every mAP on `images/val` with pycocotools. "
+        f"Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores). Latency: ONNX Runtime, batch 1, all "
+        "models interleaved in one run, median; speed-up = dense_s median / row median.",
+        "",
+        "Command: `.venv/bin/python benchmarks/hituav.py` (rows: `--only NAME ...`).",
+        "",
+        *markdown_table(list(rows.values()), COLUMNS),
+        "",
+        "## Targets",
+        "",
+        *(targets(rows) or ["- no row yet answers a target"]),
+        "",
+        f"![HIT-UAV]({md.with_suffix('.png').name})",
+        "",
+    ]
+    notes = md.with_name(md.stem + "_notes.md")
+    if notes.is_file():
+        lines += [notes.read_text()]
+    md.write_text("\n".join(lines))
+    plot(doc, md.with_suffix(".png"))
+    return md
+
+
+if __name__ == "__main__":
+    write_report(Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "hituav.json")

@@ -1,0 +1,157 @@
+"""The default compress recipe: the fading budget mask, train-or-resume, the accuracy guard, CLI defaults."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import MISSING, fields
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pruned_yolo.checkpoint import load_model, save_checkpoint
+from pruned_yolo.cli.main import build_parser
+from pruned_yolo.compress import CompressConfig, Compressor, SparsityCallback, SparsityConfig, compress
+from pruned_yolo.compress.sparsity import fade_scale
+from pruned_yolo.errors import ConfigError
+from pruned_yolo.models import build_model
+from pruned_yolo.pruning import bn_layers, equivalent_hard_mask, prune
+from pruned_yolo.training import Callback, TrainConfig, Trainer, train_or_resume
+from pruned_yolo.training.state import saved_epoch
+
+from .conftest import make_dataset, tiny_cfg
+
+BUDGET = {"target_flops_ratio": 0.6, "importance": "bn-kernel", "round_to": 1, "imgsz": 64}
+
+
+def test_fade_scale_goes_from_one_to_zero_at_the_end():
+    assert fade_scale(0.0, 0.6) == 1.0
+    assert fade_scale(0.3, 0.6) == pytest.approx(0.5)
+    assert fade_scale(0.6, 0.6) == 0.0 and fade_scale(0.9, 0.6) == 0.0
+    values = [fade_scale(p / 20, 0.6) for p in range(13)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_fade_needs_the_budget_target():
+    with pytest.raises(ConfigError, match="budget"):
+        SparsityConfig(0.0, mask="fade", mask_target="threshold")
+    with pytest.raises(ConfigError, match="fade-end"):
+        SparsityConfig(0.0, mask="fade", mask_target="budget", budget=BUDGET, fade_end=0)
+
+
+def _fake_trainer(model, epoch: int, epochs: int, nb: int, ni: int):
+    ema = SimpleNamespace(ema=build_model(tiny_cfg()))
+    ema.ema.load_state_dict(model.state_dict())
+    return SimpleNamespace(net=model, ema=ema, epoch=epoch, epochs=epochs, nb=nb, ni=ni, is_main=False)
+
+
+def test_fade_scales_the_planned_channels_by_the_schedule(tiny_model):
+    planned, _, _ = equivalent_hard_mask(tiny_model, **BUDGET)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    cb = SparsityCallback(SparsityConfig(0.0, mask="fade", mask_target="budget", budget=BUDGET, fade_end=0.5))
+    trainer = _fake_trainer(tiny_model, epoch=0, epochs=4, nb=10, ni=0)
+    cb.on_epoch_start(trainer)
+    trainer.ni = 9  # after the 10th of 40 batches: progress 0.25 of a fade that ends at 0.5
+    cb.on_optimizer_step(trainer)
+    for model in (trainer.net, trainer.ema.ema):
+        for name, bn in bn_layers(model).items():
+            off = ~planned[name]
+            for p in ("weight", "bias"):
+                t = getattr(bn, p)
+                assert torch.allclose(t[off], 0.5 * before[f"{name}.{p}"][off], atol=1e-7)
+                assert torch.equal(t[~off], before[f"{name}.{p}"][~off])
+            assert torch.equal(bn.running_var, before[f"{name}.running_var"])  # eval output scales exactly
+    trainer.ni = 19  # progress 0.5: the planned channels are off
+    cb.on_optimizer_step(trainer)
+    for name, bn in bn_layers(trainer.net).items():
+        assert not bn.weight[~planned[name]].any() and not bn.bias[~planned[name]].any()
+
+
+def test_a_fade_phase_ends_with_exactly_the_pruned_channels_off(tmp_path):
+    data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    torch.manual_seed(0)
+    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+    cfg = TrainConfig(
+        data=str(data), weights=str(weights), epochs=2, imgsz=64, batch=2, workers=0, hyp="scratch-low",
+        project=str(tmp_path), name="fade", progress=False, noval=True,
+    )  # fmt: skip
+    sp = SparsityConfig(0.0, mask="fade", mask_target="budget", budget=BUDGET, fade_end=0.75)
+    last = train_or_resume(cfg, [SparsityCallback(sp)])
+    model = load_model(last).eval()
+    planned, _, _ = equivalent_hard_mask(model, **BUDGET)
+    n_off = sum(int((~k).sum()) for k in planned.values())
+    assert n_off > 0
+    for name, bn in bn_layers(model).items():
+        assert not bn.weight[~planned[name]].any() and not bn.bias[~planned[name]].any()
+    pruned, _ = prune(model, **BUDGET)  # removing silent channels changes nothing
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(pruned.eval()(x)[0], model(x)[0], atol=1e-4)
+
+
+def test_train_or_resume_trusts_the_saved_state_not_results_csv(tmp_path):
+    data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    cfg = TrainConfig(
+        data=str(data), cfg=tiny_cfg(), epochs=2, imgsz=64, batch=2, workers=0, project=str(tmp_path),
+        name="run", progress=False, noval=True,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    # epoch 1 completes, epoch 2 is killed before its checkpoints
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, [_KillAt(2)]).fit()
+    assert saved_epoch(run / "weights" / "last_state.safetensors") == 1
+    with open(run / "results.csv", "a", newline="") as f:  # as if row 2 had been written
+        csv.writer(f).writerow(["2"])
+    last = train_or_resume(cfg)
+    assert saved_epoch(run / "weights" / "last_state.safetensors") == 2
+    mtime = last.stat().st_mtime_ns
+    assert train_or_resume(cfg) == last and last.stat().st_mtime_ns == mtime  # finished: not trained again
+
+
+class _KillAt(Callback):
+    """Interrupts training at the end of epoch `epoch` (1-based), before it is saved."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer) -> None:
+        if trainer.epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_accuracy_guard_keeps_the_last_round_within_the_limit(tmp_path, monkeypatch):
+    data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
+    torch.manual_seed(0)
+    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+    scores = {"dense": 0.50, "round 1 result": 0.495, "round 2 result": 0.40, "round 3 result": 0.45}
+
+    def fake_evaluate(self, model, label):
+        v = scores.get(label, 0.1)
+        return {"mAP50": v, "mAP50-95": v, "precision": v, "recall": v}
+
+    monkeypatch.setattr(Compressor, "_evaluate", fake_evaluate)
+    config = CompressConfig(
+        weights=str(weights), data=str(data), target_flops_ratio=0.5, iterations=3, sparsity_epochs=0,
+        finetune_epochs=0, imgsz=64, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=0,
+        progress=False, max_map_drop=0.01,
+    )  # fmt: skip
+    report = compress(config)
+    assert [r["round"] for r in report["rounds"]] == [1, 2]  # round 3 never ran
+    assert report["guard"]["stopped_at_round"] == 2 and report["guard"]["met"]
+    assert report["final"]["round"] == 1
+    run = tmp_path / "runs" / "exp"
+    final, round1 = load_model(run / "final.safetensors"), load_model(run / "round1" / "model.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), round1.state_dict().values()))
+    assert "Accuracy guard" in (run / "report.md").read_text()
+    assert compress(None, resume_dir=run)["final"]["round"] == 1  # a resumed run stops at the same place
+
+
+def test_compress_cli_defaults_are_the_library_defaults():
+    args = build_parser().parse_args(["compress", "--weights", "w", "--data", "d", "--target-flops-ratio", "0.5"])
+    for f in fields(CompressConfig):
+        if (
+            f.default is not MISSING
+            and hasattr(args, f.name)
+            and f.name not in ("weights", "data", "target_flops_ratio")
+        ):
+            assert getattr(args, f.name) == f.default, f.name
+    assert args.distill is True and args.mask == "fade" and args.hyp == "scratch-low"

@@ -83,6 +83,7 @@ class Bench:
         defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
         self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
         self.split = (defaults.sparsity_epochs, defaults.finetune_epochs)
+        self.sparsity = defaults.sparsity
 
     def row_name(self, name: str) -> str:
         return name if self.seed == 0 else f"{name}_seed{self.seed}"
@@ -163,7 +164,9 @@ class Bench:
         sparse_epochs, finetune_epochs = self.split
         start = DENSE_S
         if kind in ("bnscale", "growingreg"):
-            start = self.train(f"{name}_regularize", DENSE_S, sparse_epochs, [TPRegularizer(kind), *self.teacher()])
+            reg = self.sparsity if kind == "bnscale" else 1e-5  # bnscale: our L1 factor; growingreg: TP's default
+            callbacks = [TPRegularizer(kind, reg), *self.teacher()]
+            start = self.train(f"{name}_regularize", DENSE_S, sparse_epochs, callbacks)
         else:  # magnitude: no regularization phase, all the epochs train the pruned model
             finetune_epochs += sparse_epochs
         pruned_path = self.runs / f"{name}_pruned.safetensors"
@@ -194,7 +197,7 @@ class Bench:
 
 TP_METHODS = {
     "magnitude": "Torch-Pruning MagnitudePruner (L1), global, round_to 8",
-    "bnscale": "Torch-Pruning BNScalePruner (regularize(): L1 on gamma, reg 1e-5 per step), global, round_to 8",
+    "bnscale": "Torch-Pruning BNScalePruner (regularize(): L1 on gamma, reg = our s), global, round_to 8",
     "growingreg": "Torch-Pruning GrowingRegPruner (regularize(): growing L2, reg/delta 1e-5 per step), global, "
     "round_to 8",
 }

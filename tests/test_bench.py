@@ -94,7 +94,7 @@ def test_cli_bench_onnx_file(two_ckpts, tmp_path):
         (["--compare", "missing.safetensors"], "weights not found"),
         (["--runtime", "torch", "--half", "--device", "cpu"], "CUDA"),
         (["--runtime", "onnxruntime", "--imgsz", "50"], "multiple of the model stride"),
-        (["--runs", "0"], "--runs >= 1"),
+        (["--runs", "0"], "--runs: must be >= 1"),
     ],
 )
 def test_cli_bench_errors(extra, message, two_ckpts, capsys):

@@ -206,7 +206,7 @@ def test_train_cli_sparsity_flags_and_resume(tmp_path, capsys, monkeypatch):
     run = tmp_path / "runs" / "train" / "exp"
     header = (run / "results.csv").read_text().splitlines()[0]
     assert "sparsity/frac_below_thr" in header
-    assert json.loads((run / "args.json").read_text())["extra"]["sparsity"]["mask"] == "hard"
+    assert json.loads((run / "args.json").read_text())["callbacks"][0]["args"]["config"]["mask"] == "hard"
     assert main(["-q", "train", "--sparsity", "-1", "--weights", str(weights), "--data", str(data)]) == 2
     assert "--sparsity" in capsys.readouterr().err
 

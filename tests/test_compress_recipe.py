@@ -155,3 +155,70 @@ def test_compress_cli_defaults_are_the_library_defaults():
         ):
             assert getattr(args, f.name) == f.default, f.name
     assert args.distill is True and args.mask == "fade" and args.hyp == "scratch-low"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"references": ["nope.pt"]}, "--reference"),
+        ({"teacher": "nope.pt"}, "--teacher"),
+        ({"layers": 100}, "--layers"),
+        ({"hyp": "no-such-hyp"}, "hyp"),
+        ({"data": "missing.yaml"}, "missing.yaml"),
+    ],
+)
+def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, override, message):
+    from pruned_yolo.errors import PrunedYoloError
+
+    data = make_dataset(tmp_path / "ds", n_train=2, n_val=1)
+    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the inputs were checked")
+
+    monkeypatch.setattr(Compressor, "_evaluate", no_work)
+    settings = dict(weights=str(weights), data=str(data), target_flops_ratio=0.5, imgsz=64, batch=2,
+                    project=str(tmp_path / "runs"), progress=False)  # fmt: skip
+    with pytest.raises(PrunedYoloError, match=message):
+        compress(CompressConfig(**{**settings, **override}))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"batch": 0}, {"imgsz": 100}, {"bn_lr_mult": -5}, {"distill_weight": -1}, {"target_gflops": float("nan"),
+     "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1}],
+)  # fmt: skip
+def test_compress_config_rejects_out_of_range_values(override):
+    with pytest.raises(ConfigError):
+        CompressConfig(**{"weights": "w", "data": "d", "target_flops_ratio": 0.5, **override})
+
+
+def test_python_resume_rebuilds_registered_callbacks(tmp_path):
+    from pruned_yolo.compress import DistillationCallback
+
+    data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    torch.manual_seed(0)
+    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+    sp = SparsityConfig(0.01, mask="fade", mask_target="budget", budget=BUDGET, fade_end=0.5)
+
+    def config(name):
+        return TrainConfig(
+            data=str(data), weights=str(weights), epochs=2, imgsz=64, batch=2, workers=0, hyp="scratch-low",
+            project=str(tmp_path), name=name, progress=False, noval=True,
+        )  # fmt: skip
+
+    def callbacks():
+        return [SparsityCallback(sp), DistillationCallback(str(weights), 0.5)]
+
+    Trainer(config("whole"), callbacks()).fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config("cut"), [*callbacks(), _KillAt(2)]).fit()
+    resumed = Trainer.resume(tmp_path / "cut")  # no callbacks given: rebuilt from the run's config
+    kinds = [type(cb) for cb in resumed.callbacks.callbacks]
+    assert kinds == [SparsityCallback, DistillationCallback]
+    assert resumed.callbacks.callbacks[0].config == sp
+    assert resumed.callbacks.callbacks[1].teacher_path == str(weights)
+    resumed.fit()
+    a = load_model(tmp_path / "whole" / "weights" / "last.safetensors").state_dict()
+    b = load_model(tmp_path / "cut" / "weights" / "last.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the resumed run is the uninterrupted one

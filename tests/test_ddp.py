@@ -32,7 +32,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pruned_yolo.cli.train import callbacks_for
 from pruned_yolo.training import TrainConfig, Trainer
 
 from .conftest import ROOT, tiny_cfg
@@ -49,8 +48,8 @@ NO_AUG = {
 RANK_SCRIPT = r"""
 import json, os, sys
 from safetensors.torch import save_file
-from pruned_yolo.cli.train import callbacks_for
 from pruned_yolo.training import Callback, TrainConfig, Trainer
+from pruned_yolo.training.hooks import build_callback
 
 out = sys.argv[2]
 
@@ -66,7 +65,7 @@ class Dump(Callback):
             json.dump({"paths": self.paths, "world": t.world_size, "steps": t.optimizer_steps}, f)
 
 config = TrainConfig(**json.loads(sys.argv[1]))
-Trainer(config, callbacks=[*callbacks_for(config), Dump()]).fit()
+Trainer(config, callbacks=[*map(build_callback, config.callbacks), Dump()]).fit()
 """
 
 
@@ -94,7 +93,7 @@ def _config(data: Path, project: Path, name: str) -> dict:
     return dict(
         data=str(data), cfg=tiny_cfg(), epochs=3, imgsz=128, batch=4, nbs=4, hyp=NO_AUG, device="cpu",
         project=str(project), name=name, workers=0, threads=1, seed=0, noval=True, progress=False,
-        extra={"sparsity": SPARSITY},
+        callbacks=[{"name": "sparsity", "args": {"config": SPARSITY}}],
     )  # fmt: skip
 
 
@@ -133,7 +132,7 @@ def test_ddp_two_processes_match_one(tmp_path, monkeypatch):
     # one process, same global batch of 4
     torch.set_num_threads(1)
     single_config = TrainConfig(**_config(data, tmp_path / "runs", "single"))
-    single = Trainer(single_config, callbacks_for(single_config))
+    single = Trainer(single_config)  # the sparsity callback is built from the config's spec
     single.fit()
     ws = single.net.state_dict()
     torch.manual_seed(0)

@@ -15,8 +15,11 @@ def checkpoint_kind(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    with path.open("rb") as f:
-        head = f.read(8)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
     if head[:2] == b"PK":
         return "ultralytics"
     if len(head) == 8:

@@ -6,25 +6,30 @@ HELP = "measure inference latency on torch or ONNX Runtime; --compare models run
 
 
 def add_arguments(p):
+    from ..benchmark.latency import RUNTIMES
+    from .common import device, imgsz, non_negative_int, output_file, positive_int
+
     p.add_argument("--weights", required=True, metavar="W", help="reference model: checkpoint (ours, .pt) or .onnx")
     p.add_argument("--compare", nargs="+", default=[], metavar="W", help="more models, timed in the same run")
     p.add_argument(
         "--runtime",
         nargs="+",
         default=["onnxruntime"],
-        choices=["torch", "onnxruntime"],
+        choices=RUNTIMES,
         help="runtime(s); with two, every model runs on both",
     )
-    p.add_argument("--imgsz", type=int, default=640, help="square input size")
-    p.add_argument("--batch", type=int, default=1, help="images per forward pass")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: all cores)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs per model first")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per model")
+    p.add_argument("--imgsz", type=imgsz, default=640, help="square input size")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per forward pass")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads per model (default: all cores)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed runs per model first")
+    p.add_argument("--runs", type=positive_int, default=50, help="timed runs per model")
     p.add_argument("--no-interleave", action="store_true", help="time each model's runs back to back")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:1 ... (ONNX Runtime: CPU)")
+    p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, 0, cuda:1 ... (ONNX Runtime: CPU)")
     p.add_argument("--half", action="store_true", help="FP16 (torch on CUDA only)")
     p.add_argument("--onnx-dir", metavar="DIR", help="keep the exported .onnx files here (default: a temp folder)")
-    p.add_argument("--json", metavar="FILE", help="write per-model median_ms, p10/p90 and the ratios as JSON")
+    p.add_argument(
+        "--json", metavar="FILE", type=output_file, help="write per-model median_ms, p10/p90 and the ratios as JSON"
+    )
 
 
 def _names(weights: list[str], runtimes: list[str]) -> list[tuple[str, str, str]]:
@@ -68,8 +73,6 @@ def run(args):
     log = logging.getLogger("pruned_yolo")
     runtimes = list(dict.fromkeys(args.runtime))
     weights = [args.weights, *args.compare]
-    if args.runs < 1 or args.warmup < 0:
-        raise PrunedYoloError(f"need --runs >= 1 and --warmup >= 0, got {args.runs} and {args.warmup}")
     for w in weights:
         if not Path(w).is_file():
             raise PrunedYoloError(f"weights not found: {w}")

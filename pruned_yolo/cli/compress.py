@@ -12,6 +12,8 @@ HELP = "compress a checkpoint to a budget: K rounds of sparsity training, prunin
 
 def add_arguments(p):
     from ..compress.sparsity import MASK_TARGETS
+    from ..training.trainer import OPTIMIZERS
+    from . import common
     from .common import add_group_normalize
     from .train import add_schedule_and_mask_arguments
 
@@ -60,17 +62,17 @@ def add_arguments(p):
     )
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--teacher", metavar="W", help="distillation teacher (default: --weights)")
-    p.add_argument("--imgsz", type=int, default=640, help="training, evaluation and latency image size")
-    p.add_argument("--batch", type=int, default=16, help="training batch size")
+    p.add_argument("--imgsz", type=common.imgsz, help="training, evaluation and latency image size")
+    p.add_argument("--batch", type=common.positive_int, help="training batch size")
     p.add_argument("--nbs", type=int, default=64, help="nominal batch (accumulation); --nbs = --batch: more steps")
     p.add_argument("--hyp", help="hyperparameters of both training phases (file or shipped name)")
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
-    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"], help="optimizer of both phases")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")
     p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the latency (default: cores)")
-    p.add_argument("--device", default="", help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
-    p.add_argument("--workers", type=int, default=None, help="data loading processes")
+    p.add_argument("--threads", type=common.positive_int, help="ONNX Runtime threads for the latency (default: cores)")
+    p.add_argument("--device", type=common.device, help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
+    p.add_argument("--workers", type=common.non_negative_int, help="data loading processes")
     p.add_argument("--cache", choices=["ram"], default=None, help="keep decoded training images in RAM")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--project", default="runs/compress", help="parent folder of the run")

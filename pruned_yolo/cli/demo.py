@@ -42,14 +42,19 @@ DEMO_COMPRESS_HYP = {"lr0": 0.001, "lrf": 0.2, "warmup_epochs": 0.5}
 
 
 def add_arguments(p):
+    # checked while parsing (TrainConfig checks them too, but only after the data is generated)
+    from .common import imgsz, non_negative_int, output_file, positive_int
+
     p.add_argument("--out", default="runs/demo", help="output folder (data/, train/, predictions)")
-    p.add_argument("--epochs", type=int, default=DEMO_TRAIN["epochs"], help="training epochs")
-    p.add_argument("--imgsz", type=int, default=DEMO_TRAIN["imgsz"], help="training and validation size")
-    p.add_argument("--batch", type=int, default=DEMO_TRAIN["batch"], help="batch size")
-    p.add_argument("--workers", type=int, default=None, help="data loading processes (default: min(8, cores))")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--epochs", type=positive_int, default=DEMO_TRAIN["epochs"], help="training epochs")
+    p.add_argument("--imgsz", type=imgsz, default=DEMO_TRAIN["imgsz"], help="training and validation size")
+    p.add_argument("--batch", type=positive_int, default=DEMO_TRAIN["batch"], help="batch size")
+    p.add_argument(
+        "--workers", type=non_negative_int, default=None, help="data loading processes (default: min(8, cores))"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     p.add_argument("--no-compress", action="store_true", help="stop after training (no compress stage)")
-    p.add_argument("--json", metavar="FILE", help="write the final metrics and the wall time as JSON")
+    p.add_argument("--json", metavar="FILE", type=output_file, help="write the final metrics and the wall time as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

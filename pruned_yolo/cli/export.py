@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_weights
+from .common import add_weights, device, imgsz, output_file, positive_float, positive_int
 
 HELP = "export a checkpoint to ONNX (decoded outputs), checked with ONNX Runtime against torch"
 
@@ -10,24 +10,29 @@ FORMATS = ("onnx",)
 
 
 def add_arguments(p):
+    from ..export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+
     add_weights(p)
     p.add_argument("--format", default="onnx", choices=FORMATS, help="export format")
     p.add_argument(
         "--out",
         metavar="FILE",
+        type=output_file,
         help="output file (default: runs/export/<weights name>.<format>, never beside shared weights)",
     )
     p.add_argument(
-        "--imgsz", type=int, nargs="+", default=[640], metavar="N", help="input size: N or H W (multiples of 32)"
+        "--imgsz", type=imgsz, nargs="+", default=[640], metavar="N", help="input size: N or H W (multiples of 32)"
     )
-    p.add_argument("--batch", type=int, default=1, help="batch size of the exported input")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size of the exported input")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}")
     p.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim (optional package)")
     p.add_argument("--half", action="store_true", help="FP16 weights (CUDA only)")
-    p.add_argument("--device", default="cpu", help="cpu, 0, cuda:1 ... (the device the export traces on)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, 0, cuda:1 ... (the device the export traces on)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch comparison")
-    p.add_argument("--tol", type=float, default=1e-3, help="largest accepted |ONNX Runtime - torch| (see docs)")
+    p.add_argument(
+        "--tol", type=positive_float, default=1e-3, help="largest accepted |ONNX Runtime - torch| (see docs)"
+    )
 
 
 def run(args):
@@ -36,11 +41,11 @@ def run(args):
 
     from ..checkpoint import load_model
     from ..errors import PrunedYoloError
-    from ..export import DEFAULT_OPSET, export_onnx, verify_onnx
+    from ..export import export_onnx, verify_onnx
     from ..export.onnx import hw_pair
 
     log = logging.getLogger("pruned_yolo")
-    if len(args.imgsz) > 2:
+    if len(args.imgsz) > 2:  # argparse's nargs cannot say "1 or 2"
         raise PrunedYoloError("--imgsz takes one value (square) or two (height width)")
     imgsz = tuple(args.imgsz) if len(args.imgsz) == 2 else args.imgsz[0]
     model = load_model(args.weights)
@@ -54,7 +59,7 @@ def run(args):
             imgsz,
             batch=args.batch,
             dynamic=args.dynamic,
-            opset=args.opset or DEFAULT_OPSET,
+            opset=args.opset,
             simplify=args.simplify,
             half=args.half,
             device=args.device,

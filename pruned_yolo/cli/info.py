@@ -6,12 +6,14 @@ HELP = "show a model's parameters, GFLOPs and per-layer widths"
 
 
 def add_arguments(p):
+    from .common import imgsz, output_file, positive_int
+
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="W", help="checkpoint (ours or an official .pt)")
     src.add_argument("--cfg", metavar="C", help="model YAML path or shipped name (yolov5s, yolov5l-v4, ...)")
-    p.add_argument("--nc", type=int, default=None, help="number of classes for --cfg (default: the YAML's)")
-    p.add_argument("--imgsz", type=int, default=640, help="input size for the FLOP count")
-    p.add_argument("--json", metavar="FILE", help="write params, gflops and the widths as JSON")
+    p.add_argument("--nc", type=positive_int, default=None, help="number of classes for --cfg (default: the YAML's)")
+    p.add_argument("--imgsz", type=imgsz, default=640, help="input size for the FLOP count")
+    p.add_argument("--json", metavar="FILE", type=output_file, help="write params, gflops and the widths as JSON")
 
 
 def run(args):

@@ -40,8 +40,19 @@ def _available_commands() -> dict[str, object]:
     return found
 
 
+class UsageError(Exception):
+    """A bad command line (argparse's own checks and the `type=` checks of common.py)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="pruned-yolo",
         description="Structured pruning of YOLOv5 detectors, with honest mAP and latency numbers.",
     )
@@ -58,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1

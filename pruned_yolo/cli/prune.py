@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_group_normalize, add_weights
+from .common import add_group_normalize, add_weights, imgsz, output_file
 
 HELP = "prune channels (coupled groups) and/or Bottlenecks of a checkpoint, to a ratio or a GFLOPs/params budget"
 
 
 def add_arguments(p):
+    from ..pruning.groups import GROUP_REDUCTIONS
+
     add_weights(p)
     how = p.add_argument_group("what to prune (one of the ratio and the targets; --layers combines with any)")
     how.add_argument("--channel-ratio", type=float, metavar="R", help="global fraction of channels to rank for pruning")
@@ -33,29 +35,33 @@ def add_arguments(p):
     p.add_argument(
         "--group-reduction",
         default="mean",
-        choices=["mean", "max", "sum"],
+        choices=GROUP_REDUCTIONS,
         help="how a coupled group's members' scores combine",
     )
     add_group_normalize(p)
-    p.add_argument("--imgsz", type=int, default=640, help="input size for GFLOPs")
+    p.add_argument("--imgsz", type=imgsz, default=640, help="input size for GFLOPs")
     p.add_argument(
         "--bias-compensation", action="store_true", help="fold pruned channels' constant output into consumers"
     )
     p.add_argument(
         "--out", required=True, help="output .safetensors file, or a folder (then <stem>_pruned.safetensors)"
     )
-    p.add_argument("--json", metavar="FILE", help="write the before/after figures and the settings as JSON")
+    p.add_argument(
+        "--json", metavar="FILE", type=output_file, help="write the before/after figures and the settings as JSON"
+    )
 
 
 def output_path(out: str | Path, weights: str | Path) -> Path:
-    out = Path(out)
-    if out.suffix == ".safetensors":
-        return out
-    if out.suffix:
-        from ..errors import PrunedYoloError
+    """--out as the checkpoint file to write: a .safetensors file, or <stem>_pruned.safetensors in a folder."""
+    from ..errors import PrunedYoloError
 
+    out = Path(out)
+    if out.suffix and out.suffix != ".safetensors" and not out.is_dir():
         raise PrunedYoloError(f"--out must be a .safetensors file or a folder, got {out}")
-    return out / f"{Path(weights).stem}_pruned.safetensors"
+    dst = out / f"{Path(weights).stem}_pruned.safetensors" if out.is_dir() or not out.suffix else out
+    if dst.resolve() == Path(weights).resolve():
+        raise PrunedYoloError(f"--out {dst} would overwrite the input --weights")
+    return dst
 
 
 def run(args):

@@ -9,6 +9,8 @@ HELP = "train a detector (YOLOv5 recipe); --resume RUN_DIR continues an interrup
 
 
 def add_arguments(p):
+    from ..training.trainer import OPTIMIZERS
+
     p.add_argument("--data", help="data YAML (ultralytics format: path, train, val, names)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--cfg", metavar="C", help="model YAML path or shipped name (yolov5n, yolov5s, ...): new model")
@@ -35,10 +37,15 @@ def add_arguments(p):
     lr.add_argument("--cos-lr", dest="lr_schedule", action="store_const", const="cos", help="cosine lr decay")
     lr.add_argument("--linear-lr", dest="lr_schedule", action="store_const", const="linear", help="linear lr decay")
     p.set_defaults(lr_schedule=None)
-    p.add_argument("--patience", type=int, default=0, help="stop after N epochs without improvement (0: off)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after N epochs without a better fitness (0: no early stopping, as ultralytics' patience=0; >= 0)",
+    )
     p.add_argument("--noval", action="store_true", help="validate only after the final epoch")
     p.add_argument("--nosave", action="store_true", help="write only the final checkpoint (no resume state)")
-    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW"], help="optimizer")
+    p.add_argument("--optimizer", default="SGD", choices=OPTIMIZERS, help="optimizer")
     p.add_argument("--nbs", type=int, default=64, help="nominal batch size (gradient accumulation)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch)")
@@ -55,14 +62,14 @@ def add_arguments(p):
 
 def add_schedule_and_mask_arguments(p) -> None:
     """The sparsity factor schedule and soft-mask options shared by `train` and `compress`."""
+    from ..compress.sparsity import MASK_STATS, MASKS, SCHEDULES
+
     p.add_argument(
         "--sparsity-schedule",
         default="cosine",
-        choices=["cosine", "constant"],
+        choices=SCHEDULES,
         help="cosine: s * (0.2 + 0.8 * (1 + cos(pi e / E)) / 2) per epoch; constant: s",
     )
-    from ..compress.sparsity import MASKS
-
     p.add_argument(
         "--mask",
         default="soft",
@@ -74,7 +81,7 @@ def add_schedule_and_mask_arguments(p) -> None:
     p.add_argument(
         "--mask-stats",
         default="keep",
-        choices=["keep", "scale"],
+        choices=MASK_STATS,
         help="soft mask: keep the BN running stats (output x0.1 exactly) or scale them too (literal rule)",
     )
 
@@ -114,7 +121,6 @@ def config_from_args(args):
         nbs=args.nbs,
         channels_last=args.channels_last,
         progress=not args.no_progress,
-        extra={"sparsity": sparsity_from_args(args).to_json()} if args.sparsity is not None else {},
     )
 
 
@@ -126,25 +132,18 @@ def sparsity_from_args(args):
     )
 
 
-def callbacks_for(config) -> list:
-    """Callbacks a run's config asks for (also rebuilt from the saved config on --resume)."""
-    from ..compress.sparsity import SparsityCallback, SparsityConfig
-
-    sparsity = (config.extra or {}).get("sparsity")
-    return [SparsityCallback(SparsityConfig(**sparsity), plots=config.plots)] if sparsity else []
-
-
 def run(args):
-    from ..training import CallbackList, Trainer
+    from ..compress.sparsity import SparsityCallback
+    from ..training import Trainer
 
     if args.resume:
-        trainer = Trainer.resume(args.resume)
-        trainer.callbacks = CallbackList(callbacks_for(trainer.config))  # sparsity etc. from the run's config
+        trainer = Trainer.resume(args.resume)  # rebuilds the run's sparsity callback from its config
         if args.no_progress:
             trainer.config.progress = False
     else:
         config = config_from_args(args)
-        trainer = Trainer(config, callbacks_for(config))
+        sparsity = [SparsityCallback(sparsity_from_args(args), config.plots)] if args.sparsity is not None else []
+        trainer = Trainer(config, sparsity)
     metrics = trainer.fit()
     if trainer.is_main and metrics:
         print(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from .common import add_device, add_inference, add_weights
+from .common import add_device, add_inference, add_weights, output_file
 
 HELP = "validate a checkpoint: P, R, mAP50, mAP50-95 (pycocotools) and speed"
 
 
 def add_arguments(p):
+    from ..data.val_dataset import LETTERBOX_MODES
+    from ..evaluation.coco import BACKENDS
+
     add_weights(p)
     p.add_argument("--data", required=True, help="data YAML (ultralytics format)")
     p.add_argument("--split", default="val", choices=["val", "train"], help="split to evaluate")
@@ -15,16 +18,16 @@ def add_arguments(p):
     p.add_argument(
         "--letterbox",
         default="auto",
-        choices=["auto", "rect", "square"],
+        choices=LETTERBOX_MODES,
         help="auto: per-image minimal padding; rect: YOLOv5 val.py batches; square: imgsz x imgsz",
     )
     p.add_argument("--per-class", action="store_true", help="print AP per class")
-    p.add_argument("--save-json", metavar="FILE", help="write COCO-format predictions to FILE")
-    p.add_argument("--json", metavar="FILE", help="write the metrics as JSON to FILE")
+    p.add_argument("--save-json", metavar="FILE", type=output_file, help="write COCO-format predictions to FILE")
+    p.add_argument("--json", metavar="FILE", type=output_file, help="write the metrics as JSON to FILE")
     p.add_argument(
         "--evaluator",
         default="pycocotools",
-        choices=["pycocotools", "faster-coco-eval", "fast"],
+        choices=[*BACKENDS, "fast"],
         help="mAP implementation (fast: built-in, same protocol, used per epoch in training)",
     )
     add_device(p)

@@ -19,11 +19,13 @@ clipping shrank every other update, the sparsity penalty included, by as much.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training.hooks import Callback
+from ..training.hooks import Callback, register_callback
 from ..training.loss import LEVEL_BALANCE, LEVEL_BALANCE_DEFAULT
 
 
@@ -58,15 +60,28 @@ def distillation_loss(
     return total, {"obj": float(obj.detach()), "box": float(box.detach()), "cls": float(cls.detach())}
 
 
+@register_callback("distill")
 class DistillationCallback(Callback):
-    """Adds `weight * distillation_loss(student, teacher) * batch` to the training loss."""
+    """Adds `weight * distillation_loss(student, teacher) * batch` to the training loss.
 
-    def __init__(self, teacher: nn.Module, weight: float = 1.0, pos_thres: float = 0.1):
+    `teacher` is a model or a checkpoint path; only a path makes the callback resumable by name."""
+
+    def __init__(self, teacher: nn.Module | str | Path, weight: float = 1.0, pos_thres: float = 0.1):
+        self.teacher_path = None if isinstance(teacher, nn.Module) else str(teacher)
+        if self.teacher_path is not None:
+            from ..checkpoint import load_model
+
+            teacher = load_model(self.teacher_path)
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.weight = weight
         self.pos_thres = pos_thres
+
+    def spec_args(self) -> dict | None:
+        if self.teacher_path is None:
+            return None
+        return {"teacher": self.teacher_path, "weight": self.weight, "pos_thres": self.pos_thres}
 
     def on_train_start(self, trainer) -> None:
         self.teacher.to(trainer.device)

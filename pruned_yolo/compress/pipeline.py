@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,24 @@ class CompressConfig:
             raise ConfigError("--iterations must be at least 1")
         if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("epochs must be >= 0")
+        if self.target_gflops is not None and not (math.isfinite(self.target_gflops) and self.target_gflops > 0):
+            raise ConfigError(f"--target-gflops must be a positive number, got {self.target_gflops}")
+        positive = {"batch": self.batch, "nbs": self.nbs, "latency_runs": self.latency_runs + 1}
+        for name, v in positive.items():
+            if v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {v}")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"--imgsz must be a positive multiple of 32 (the YOLOv5 stride), got {self.imgsz}")
+        for name in ("bn_lr_mult", "distill_weight"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
+        if self.max_map_drop is not None and not (math.isfinite(self.max_map_drop) and 0 <= self.max_map_drop < 1):
+            raise ConfigError(
+                f"--max-map-drop is in mAP units (e.g. 0.01 = 1 point), in [0, 1); got {self.max_map_drop}"
+            )
+        if self.layers < 0:
+            raise ConfigError(f"--layers must be >= 0, got {self.layers}")
         self.sparsity_config({"target_flops_ratio": 0.5})  # validates the sparsity settings
 
     def sparsity_config(self, prune_kwargs: dict | None = None) -> SparsityConfig:
@@ -186,9 +205,7 @@ class Compressor:
         return self.state["rounds"][r - 1]
 
     # -- phases ---------------------------------------------------------------------------------
-    def _train(
-        self, weights: Path, out: Path, epochs: int, callbacks: list, extra: dict, bn_lr_mult: float = 1.0
-    ) -> Path:
+    def _train(self, weights: Path, out: Path, epochs: int, callbacks: list, bn_lr_mult: float = 1.0) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
         from ..training import TrainConfig, load_hyp, train_or_resume
 
@@ -215,17 +232,13 @@ class Compressor:
             cache=c.cache,
             plots=c.plots,
             progress=c.progress,
-            extra=extra,
         )
         return train_or_resume(cfg, callbacks)
 
-    def _distillation(self, dense_model) -> list:
+    def _distillation(self) -> list:
+        """The distillation callback of every training phase (by path: resumable by name)."""
         c = self.config
-        if not c.distill:
-            return []
-        if c.teacher and not hasattr(self, "_teacher"):
-            self._teacher = load_model(c.teacher)
-        return [DistillationCallback(getattr(self, "_teacher", dense_model), c.distill_weight)]
+        return [DistillationCallback(c.teacher or c.weights, c.distill_weight)] if c.distill else []
 
     def _evaluate(self, model_or_path, label: str) -> dict:
         from ..evaluation.validator import Validator
@@ -240,10 +253,33 @@ class Compressor:
     def _cost(self, model) -> dict:
         return {"params": count_params(model), "gflops": gflops(model, self.config.imgsz)}
 
+    def check_inputs(self):
+        """Everything a run will read, checked before any work starts; returns the dense model."""
+        from ..data.config import load_data_config
+        from ..pruning.groups import bottlenecks
+        from ..training import load_hyp
+
+        c = self.config
+        dense_model = load_model(c.weights)
+        load_data_config(c.data)
+        load_hyp(c.hyp)
+        available = sum(b.shortcut for b in bottlenecks(dense_model))
+        if c.layers > available:
+            raise ConfigError(f"--layers {c.layers}: {Path(c.weights).name} has only {available} shortcut Bottlenecks")
+        for option, paths in (("--teacher", [c.teacher] if c.teacher else []), ("--reference", c.references)):
+            for path in paths:
+                if not Path(path).is_file():
+                    raise ConfigError(f"{option}: file not found: {path}")
+        for path in [c.teacher] if c.teacher else []:
+            load_model(path)
+        for ref in c.references:
+            load_model(ref)
+        return dense_model
+
     def run(self) -> dict:
         c = self.config
         t0 = time.time()
-        dense_model = load_model(c.weights)
+        dense_model = self.check_inputs()
         if self.state["dense"] is None:
             self.state["dense"] = {
                 "name": Path(c.weights).stem,
@@ -306,13 +342,12 @@ class Compressor:
             sparse = rdir / "sparsity" / "weights" / "last.safetensors"
             if not self._done(f"round{r}/sparsity"):
                 sp = c.sparsity_config(prune_kwargs)
-                callbacks = [SparsityCallback(sp, c.plots), *self._distillation(dense_model)]
+                callbacks = [SparsityCallback(sp, c.plots), *self._distillation()]
                 self._train(
                     current,
                     rdir / "sparsity",
                     c.sparsity_epochs,
                     callbacks,
-                    {"sparsity": sp.to_json(), "distill": c.distill_weight if c.distill else None},
                     bn_lr_mult=c.bn_lr_mult,
                 )
                 self._mark(f"round{r}/sparsity")
@@ -341,8 +376,7 @@ class Compressor:
                     pruned_path,
                     rdir / "finetune",
                     c.finetune_epochs,
-                    self._distillation(dense_model),
-                    {"distill": c.distill_weight if c.distill else None},
+                    self._distillation(),
                 )
                 self._mark(f"round{r}/finetune")
         # 4. evaluation of the round's result

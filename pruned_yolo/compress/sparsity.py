@@ -44,7 +44,7 @@ import torch
 
 from ..errors import ConfigError
 from ..pruning.masks import all_gammas, apply_soft_mask, bn_layers, bn_mask_threshold, compute_mask, gamma_stats
-from ..training.hooks import Callback
+from ..training.hooks import Callback, register_callback
 
 LOGGER = logging.getLogger("pruned_yolo")
 
@@ -72,8 +72,8 @@ class SparsityConfig:
     fade_end: float = 0.6  # mask "fade": fraction of the phase after which the planned channels are 0
 
     def __post_init__(self):
-        if self.s < 0:
-            raise ConfigError(f"--sparsity must be >= 0, got {self.s}")
+        if not (math.isfinite(self.s) and self.s >= 0):
+            raise ConfigError(f"--sparsity must be a number >= 0, got {self.s}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--sparsity-schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.mask not in MASKS:
@@ -88,7 +88,7 @@ class SparsityConfig:
             raise ConfigError("--mask-target budget needs a pruning budget (compress sets it per round)")
         if self.mask == "fade" and self.mask_target != "budget":
             raise ConfigError("--mask fade needs --mask-target budget (it fades the channels pruning will remove)")
-        if not 0 < self.fade_end <= 1:
+        if not 0 < self.fade_end <= 1:  # (NaN fails too)
             raise ConfigError(f"--fade-end must be in (0, 1], got {self.fade_end}")
         if not 0 <= self.mask_alpha < 1:
             raise ConfigError(f"--mask-alpha must be in [0, 1), got {self.mask_alpha}")
@@ -157,16 +157,20 @@ def budget_mask_step(models: list[torch.nn.Module], budget: dict, factor: float,
     return counts[0]
 
 
+@register_callback("sparsity")
 class SparsityCallback(Callback):
     """Adds the sparsity penalty and the soft mask to a `Trainer` run."""
 
-    def __init__(self, config: SparsityConfig, plots: bool = False):
-        self.config = config
+    def __init__(self, config: SparsityConfig | dict, plots: bool = False):
+        self.config = config if isinstance(config, SparsityConfig) else SparsityConfig(**config)
         self.plots = plots
         self.factor = 0.0
         self.histograms: list[dict] = []
         self.fade_plan = None  # mask "fade": the channels being faded (replanned every epoch)
         self.fade_last = 1.0  # their scale after the last optimizer step
+
+    def spec_args(self) -> dict:
+        return {"config": self.config.to_json(), "plots": self.plots}
 
     # -- events ---------------------------------------------------------------------------------
     def on_train_start(self, trainer) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from ..utils.files import atomic_path
 
 LOGGER = logging.getLogger("pruned_yolo")
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: JPEGs whose scan data ends early (libjpeg warnings) count as corrupt
 CACHE_ENV = "PRUNED_YOLO_CACHE"
 
 
@@ -100,8 +102,9 @@ def load_index_cache(path: Path, key: str):
             labels_flat = z["labels"].astype(np.float32).reshape(-1, 5)
             problems = [str(p) for p in z["problems"].tolist()]
             counts = Counter(dict(zip(z["count_keys"].tolist(), (int(v) for v in z["count_values"]))))
-    except (OSError, ValueError, KeyError) as e:
-        LOGGER.warning("WARNING ignoring unreadable label cache %s (%s)", path, e)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # truncated (an interrupted copy, a full disk) or otherwise damaged: index again and overwrite
+        LOGGER.warning("WARNING label cache %s cannot be read (%s: %s): rebuilt", path, type(e).__name__, e)
         return None
     if len(lengths) != len(images) or int(lengths.sum()) != len(labels_flat) or len(shapes) != len(images):
         return None

@@ -48,24 +48,43 @@ def _names(raw, path: Path) -> tuple[str, ...]:
     raise DataError(f"{path}: 'names' must be a non-empty list or a dict of index: name")
 
 
+def _nc(value, path: Path) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise DataError(f"{path}: 'nc' must be a whole number of classes, got {value!r}")
+
+
 def load_data_config(path: str | Path) -> DataConfig:
     """Parse and check a data YAML; every missing path is one clear DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data YAML not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason}), not a data YAML") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise DataError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: a data YAML must be a mapping with train, val and names")
-    root = Path(raw.get("path") or ".")
+    root = raw.get("path") or "."
+    if not isinstance(root, str):
+        raise DataError(f"{path}: 'path' must be a folder name, got {root!r}")
+    root = Path(root)
     if not root.is_absolute():
         root = (path.parent / root).resolve()
     if not root.is_dir():
         raise DataError(f"{path}: dataset root '{root}' does not exist")
     names = _names(raw.get("names"), path)
-    if "nc" in raw and int(raw["nc"]) != len(names):
+    if "nc" in raw and _nc(raw["nc"], path) != len(names):
         raise DataError(f"{path}: nc={raw['nc']} but {len(names)} names given")
     splits = {}
     for split in ("train", "val"):
@@ -92,7 +111,11 @@ def list_images(sources: tuple[Path, ...] | list[Path]) -> list[Path]:
         if src.is_dir():
             files += [p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
         elif src.suffix == ".txt":
-            for line in src.read_text().splitlines():
+            try:
+                text = src.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise DataError(f"{src}: image list cannot be read ({type(e).__name__}: {e})") from None
+            for line in text.splitlines():
                 line = line.strip()
                 if line:
                     p = Path(line)

@@ -34,8 +34,9 @@ from .augment import (
     xywhn_to_xyxy,
     xyxy_to_xywhn,
 )
-from .images import _apply_exif_orientation, read_image
+from .images import _apply_exif_orientation, read_bytes, read_image
 from .index import DatasetIndex
+from .labels import EMPTY
 from .transforms import PAD_VALUE, letterbox, to_tensor_layout
 
 LOGGER = logging.getLogger("pruned_yolo")
@@ -84,8 +85,8 @@ def read_resized(path: str | Path, shape0: tuple[int, int], imgsz: int, linear: 
             else None
         )
         if flag is not None:
-            data = np.fromfile(str(path), dtype=np.uint8)
-            im = cv2.imdecode(data, flag | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+            data = read_bytes(path)
+            im = cv2.imdecode(data, flag | cv2.IMREAD_IGNORE_ORIENTATION) if data is not None and data.size else None
             if im is not None:
                 im = _apply_exif_orientation(im, path)
     if im is None:
@@ -134,6 +135,8 @@ class TrainDataset(Dataset):
         self.labels = [np.asarray(lb, dtype=np.float32).reshape(-1, 5) for lb in index.labels]
         self.cache = cache
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        # images found unreadable during training, shared with the loader workers: each is named once
+        self._unreadable = torch.zeros(len(self.images), dtype=torch.uint8).share_memory_()
         self._ram: list[np.ndarray | None] | None = None
         if cache == "ram":
             self._cache_ram()
@@ -151,13 +154,15 @@ class TrainDataset(Dataset):
         return len(self.images)
 
     # ---------------------------------------------------------------- images
-    def _decode(self, i: int) -> np.ndarray:
+    def _decode(self, i: int) -> np.ndarray | None:
         h0, w0 = (int(v) for v in self.shapes[i])
         im = read_resized(self.images[i], (h0, w0), self.imgsz, linear=self.augment)
-        if im is None:  # passed the index check, but cannot be decoded now: a gray image, no crash
-            LOGGER.warning("WARNING %s: cannot be read any more, using a blank image", self.images[i])
-            h, w = resized_shape(h0, w0, self.imgsz)
-            im = np.full((h, w, 3), PAD_VALUE, dtype=np.uint8)
+        if im is None and not self._unreadable[i]:  # passed the index check, but deleted or damaged since
+            self._unreadable[i] = 1
+            LOGGER.warning(
+                "WARNING %s: cannot be read any more, skipped (a blank image without labels takes its place)",
+                self.images[i],
+            )
         return im
 
     def _cache_ram(self) -> None:
@@ -176,32 +181,40 @@ class TrainDataset(Dataset):
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             self._ram = list(pool.map(self._decode, range(n)))
 
-    def load_image(self, i: int) -> np.ndarray:
-        """BGR uint8 image `i` with its long side resized to imgsz (from the RAM cache if on)."""
+    def load_image(self, i: int) -> np.ndarray | None:
+        """BGR uint8 image `i` with its long side resized to imgsz (from the RAM cache if on);
+        None if it cannot be read (named once in a warning)."""
         if self._ram is not None:
             return self._ram[i]
         return self._decode(i)
+
+    def _image_and_labels(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """`load_image(i)` and its labels; an unreadable image becomes a blank one without labels."""
+        im = self.load_image(i)
+        if im is None:
+            h, w = resized_shape(*(int(v) for v in self.shapes[i]), self.imgsz)
+            return np.full((h, w, 3), PAD_VALUE, dtype=np.uint8), EMPTY
+        return im, self.labels[i]
 
     # ---------------------------------------------------------------- items
     def _mosaic(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = self.imgsz
         idx = [i, *rng.integers(0, len(self), 3).tolist()]
         center = rng.uniform(s / 2, 3 * s / 2, 2)
-        canvas, labels = mosaic_canvas(
-            [self.load_image(j) for j in idx], [self.labels[j] for j in idx], s, (center[0], center[1])
-        )
+        ims, labels = zip(*(self._image_and_labels(j) for j in idx))
+        canvas, labels = mosaic_canvas(list(ims), list(labels), s, (center[0], center[1]))
         h = self.hyp
         return random_affine(
             canvas, labels, rng, (s, s), h["degrees"], h["translate"], h["scale"], h["shear"], h["perspective"]
         )
 
     def _letterboxed(self, i: int) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float]]:
-        im = self.load_image(i)
+        im, labels = self._image_and_labels(i)
         h, w = im.shape[:2]
         im, r, (dw, dh) = letterbox(im, self.imgsz, auto=False, scaleup=self.augment, stride=self.stride)
         left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
         uw, uh = int(round(w * r)), int(round(h * r))
-        labels = xywhn_to_xyxy(self.labels[i], uw, uh, left, top)
+        labels = xywhn_to_xyxy(labels, uw, uh, left, top)
         ratio = r * self.imgsz / float(max(self.shapes[i]))  # the long side is exactly imgsz * r
         return im, labels, ratio, (float(left), float(top))
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .config import label_path
-from .images import image_size
+from .images import decode_jpeg_checked, image_size
 from .labels import parse_label_file
 
 LOGGER = logging.getLogger("pruned_yolo")
@@ -59,25 +59,33 @@ _PIL_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.D
 
 
 def check_image(path: Path) -> str | None:
-    """None if the image decodes, else the reason it does not.
+    """None if the image decodes completely, else the reason it does not.
 
-    Header and chunk checks (`verify`: PNG CRCs and end chunk), the JPEG end-of-image
-    marker, then a real decode (JPEG at 1/8 scale, which still reads every entropy-coded
-    byte) so that truncated files and garbage after a valid header are both caught.
+    Header and chunk checks (`verify`: PNG CRCs and end chunk), then a real decode: JPEGs need
+    their end-of-image marker and are decoded at 1/8 scale by OpenCV (which still reads every
+    entropy-coded byte) with libjpeg's warnings captured, so that a file cut short, even one
+    that still ends with the marker, and garbage after a valid header are caught; other
+    formats are loaded by PIL, which fails on truncated data.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
+            fmt = img.format
             img.verify()
-        if path.suffix.lower() in (".jpg", ".jpeg"):
+        jpeg = fmt in ("JPEG", "MPO") or path.suffix.lower() in (".jpg", ".jpeg")
+        if jpeg:
             with path.open("rb") as f:
                 f.seek(-2, 2)
                 if f.read() != b"\xff\xd9":
                     return "corrupt image (truncated JPEG: no end-of-image marker)"
-        with Image.open(path) as img:
-            if img.format in ("JPEG", "MPO"):
-                img.draft(img.mode, (max(img.size[0] // 8, 1), max(img.size[1] // 8, 1)))
-            img.load()
+            im, loss = decode_jpeg_checked(np.fromfile(str(path), dtype=np.uint8))
+            if loss:
+                return f"corrupt image (truncated or damaged JPEG data, libjpeg: {loss})"
+            if im is None:
+                return "corrupt image (JPEG data cannot be decoded)"
+        else:
+            with Image.open(path) as img:
+                img.load()
     except _PIL_ERRORS as e:
         return f"corrupt image ({type(e).__name__}: {e})"
     return None

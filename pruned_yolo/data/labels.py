@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ EMPTY = np.zeros((0, 5), dtype=np.float32)
 def parse_label_file(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
     """Read a label file; returns the valid rows (n, 5) and one message per skipped line.
 
-    A missing file means "no objects". Lines with the wrong column count, a class out of
-    range, coordinates outside [0, 1] or a non-positive size, and exact duplicates are
-    skipped and reported.
+    A missing file means "no objects". Lines with the wrong column count, a non-numeric or
+    non-finite value (nan, inf), a class out of range, coordinates outside [0, 1] or a
+    non-positive size, and exact duplicates are skipped and reported.
     """
     if not path.is_file():
         return EMPTY.copy(), []
@@ -37,6 +38,9 @@ def parse_label_file(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
             values = [float(v) for v in parts]
         except ValueError:
             problems.append(f"{where}: non-numeric value")
+            continue
+        if not all(math.isfinite(v) for v in values):  # nan, inf, 1e999: would stop int() and the loss
+            problems.append(f"{where}: value not a finite number")
             continue
         c, cx, cy, w, h = values
         if c != int(c) or not 0 <= c < nc:

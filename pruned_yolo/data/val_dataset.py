@@ -12,6 +12,7 @@ Three letterbox modes:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 
@@ -22,7 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import PrunedYoloError
 from .images import read_image
 from .index import DatasetIndex
-from .transforms import letterbox, letterbox_shape, resize_long_side, to_tensor_layout
+from .transforms import PAD_VALUE, letterbox, letterbox_shape, resize_long_side, to_tensor_layout
+
+LOGGER = logging.getLogger("pruned_yolo")
 
 LETTERBOX_MODES = ("auto", "rect", "square")
 
@@ -62,6 +65,8 @@ class ValDataset(Dataset):
         self.imgsz, self.batch_size, self.stride, self.mode = imgsz, batch_size, stride, mode
         self.images, self.shapes, self.labels = list(index.images), index.shapes, list(index.labels)
         self.targets, self.batches = self._plan(pad)
+        # images found unreadable at load time, shared with the loader workers: each is named once
+        self._unreadable = torch.zeros(len(self.images), dtype=torch.uint8).share_memory_()
 
     def _plan(self, pad: float) -> tuple[list[tuple[int, int]], list[list[int]]]:
         n, bs = len(self.images), self.batch_size
@@ -87,8 +92,15 @@ class ValDataset(Dataset):
 
     def __getitem__(self, i: int):
         im0 = read_image(self.images[i])
-        if im0 is None:
-            raise OSError(f"cannot read {self.images[i]}")
+        missing = im0 is None
+        if missing:  # passed the index check, but deleted or damaged since: no detections, its objects missed
+            if not self._unreadable[i]:
+                self._unreadable[i] = 1
+                LOGGER.warning(
+                    "WARNING %s: cannot be read any more, scored as an image without detections", self.images[i]
+                )
+            h0, w0 = (int(v) for v in self.shapes[i])
+            im0 = np.full((h0, w0, 3), PAD_VALUE, dtype=np.uint8)
         h0, w0 = im0.shape[:2]
         if self.mode == "rect":
             im, r0 = resize_long_side(im0, self.imgsz)
@@ -100,6 +112,8 @@ class ValDataset(Dataset):
         target = torch.zeros((len(labels), 6))
         target[:, 1:] = torch.from_numpy(labels)
         meta = {"index": i, "path": str(self.images[i]), "shape0": (h0, w0), "ratio": r0 * r1, "pad": pad}
+        if missing:
+            meta["missing"] = True
         return torch.from_numpy(to_tensor_layout(im)), target, meta
 
     @staticmethod

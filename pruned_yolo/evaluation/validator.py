@@ -8,6 +8,7 @@ the fast numpy implementation in `metrics.py` (same protocol; used per epoch).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -15,15 +16,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.config import DataConfig, load_data_config
+from ..data.config import DataConfig, label_path, load_data_config
 from ..data.index import DatasetIndex, index_images
 from ..data.val_dataset import ValDataset, val_loader
+from ..errors import DataError
 from ..inference.nms import non_max_suppression
 from ..utils.boxes import unletterbox_boxes, xywh2xyxy
 from ..utils.files import write_json
 from ..utils.torch_utils import prepare_for_inference
 from .coco import coco_evaluate, coco_ground_truth, detections_to_coco
 from .metrics import compute_ap, match_image
+
+LOGGER = logging.getLogger("pruned_yolo")
 
 
 class Validator:
@@ -43,11 +47,66 @@ class Validator:
         index: DatasetIndex | None = None,
     ):
         self.data = data if isinstance(data, DataConfig) else load_data_config(data)
-        self.index = index or index_images(self.data.images(split), self.data.nc)
+        self.split = split
+        if index is None:
+            images = self.data.images(split)
+            index = index_images(images, self.data.nc)
+            if not len(index):
+                raise DataError(
+                    f"{self.data.yaml_path}: no usable {split} images: all {len(images)} are unreadable "
+                    "(see the warnings above)"
+                )
+        self.index = index
+        self._check_ground_truth()
         self.dataset = ValDataset(self.index, imgsz, batch_size, mode=letterbox)
         self.conf_thres, self.iou_thres, self.max_det = conf_thres, iou_thres, max_det
         self.workers = workers
         self.names = list(self.data.names)
+        self._warned_names: set[tuple[str, ...]] = set()
+
+    def _check_ground_truth(self) -> None:
+        """Without images or objects to find, every mAP would be a meaningless 0 (or -1)."""
+        where, split, index = self.data.yaml_path, self.split, self.index
+        if not len(index):
+            raise DataError(f"{where}: no usable {split} images")
+        if any(len(lb) for lb in index.labels):
+            return
+        if not any(label_path(p).is_file() for p in index.images):
+            raise DataError(
+                f"{where}: no labels found for the {len(index)} {split} images (YOLO .txt files such as "
+                f"{label_path(index.images[0])}): mAP needs ground truth"
+            )
+        raise DataError(
+            f"{where}: the {split} labels contain no objects (every label file is empty or only has invalid "
+            "lines): mAP needs ground truth"
+        )
+
+    def _check_model_classes(self, model: torch.nn.Module, nc: int | None = None) -> None:
+        """The model's classes must be the data's: an error if their number differs, a warning for names."""
+        net = getattr(model, "module", model)  # DistributedDataParallel
+        if nc is None:
+            nc = getattr(net, "nc", None)
+        if isinstance(nc, int) and nc != len(self.names):
+            raise DataError(
+                f"{self.data.yaml_path}: the model predicts {nc} classes but the data has {len(self.names)}, "
+                "so class indices would not correspond; fine-tune it on this data first (`pruned-yolo train "
+                "--weights W --data D` gives it a new Detect head)"
+            )
+        names = getattr(net, "names", None)
+        if not isinstance(names, (list, tuple)) or len(names) != len(self.names):
+            return
+        names = tuple(str(n) for n in names)
+        if names == tuple(self.names) or names == tuple(str(k) for k in range(len(names))):  # equal, or unnamed
+            return
+        if names not in self._warned_names:
+            self._warned_names.add(names)
+            diff = [f"{k}: {a!r} vs {b!r}" for k, (a, b) in enumerate(zip(names, self.names)) if a != b]
+            LOGGER.warning(
+                "WARNING class names of the model differ from %s (%s%s): classes are scored by index",
+                self.data.yaml_path,
+                ", ".join(diff[:3]),
+                f", and {len(diff) - 3} more" if len(diff) > 3 else "",
+            )
 
     @torch.no_grad()
     def __call__(
@@ -62,6 +121,7 @@ class Validator:
         prepared: bool = False,
     ) -> dict:
         device = torch.device(device)
+        self._check_model_classes(model)
         if not prepared:
             model = prepare_for_inference(model, device, half)
         ds = self.dataset
@@ -79,9 +139,13 @@ class Validator:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t2 = time.perf_counter()
+            if not any(d is not None for d in all_dets):  # first batch: also for models without `nc`
+                self._check_model_classes(model, nc=pred.shape[-1] - 5)
             dets = non_max_suppression(pred, self.conf_thres, self.iou_thres, multi_label=True, max_det=self.max_det)
             for d, meta in zip(dets, metas):
                 d = d.numpy()
+                if meta.get("missing"):  # could not be read any more: its objects count as missed
+                    d = d[:0]
                 unletterbox_boxes(d, meta["ratio"], meta["pad"], meta["shape0"])
                 all_dets[meta["index"]] = d
             t3 = time.perf_counter()
@@ -123,10 +187,12 @@ class Validator:
             for k, v in sorted(per_class.items())
         ]
         if save_json:
+            stems = [Path(p).stem for p in ds.images]
+            unique = len(set(stems)) == len(stems)  # x.jpg and x.png (or a/x, b/x): ids by index instead
             for r in results:
-                stem = Path(ds.images[r["image_id"]]).stem
-                r["file_name"] = Path(ds.images[r["image_id"]]).name
-                r["image_id"] = int(stem) if stem.isnumeric() else stem
+                i = r["image_id"]
+                r["file_name"] = str(ds.images[i])
+                r["image_id"] = (int(stems[i]) if stems[i].isnumeric() else stems[i]) if unique else i
             write_json(save_json, results)
         return metrics
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,11 @@ from ..utils.files import atomic_path
 from ..utils.torch_utils import count_params, gflops, prepare_for_inference, select_device
 
 DEFAULT_OPSET = 17
+MIN_OPSET = 9  # opsets 7 and 8 cannot express the nearest Upsample of YOLOv5 (measured with torch 2.13)
+try:  # the newest opset this torch's exporter knows (23 in torch 2.13)
+    from torch.onnx._constants import ONNX_MAX_OPSET as MAX_OPSET
+except ImportError:  # pragma: no cover - private module moved
+    MAX_OPSET = 20
 INPUT_NAME = "images"
 OUTPUT_NAME = "output0"
 
@@ -77,6 +83,10 @@ def export_onnx(
     """
     import onnx
 
+    if not (isinstance(opset, numbers.Integral) and MIN_OPSET <= opset <= MAX_OPSET):
+        raise PrunedYoloError(f"ONNX opset {opset!r} is not supported: use {MIN_OPSET} to {MAX_OPSET}")
+    if Path(path).is_dir():
+        raise PrunedYoloError(f"{path} is a folder: give the path of the ONNX file to write")
     h, w = check_imgsz(model, imgsz)
     if batch < 1:
         raise PrunedYoloError(f"batch must be >= 1, got {batch}")

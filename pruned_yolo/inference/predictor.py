@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from ..utils.boxes import unletterbox_boxes
 from ..utils.torch_utils import prepare_for_inference
 from .nms import non_max_suppression
 
+LOGGER = logging.getLogger("pruned_yolo")
+
 
 @dataclass
 class Detections:
@@ -34,6 +38,7 @@ class Detections:
     def to_dict(self, names: list[str]) -> dict:
         return {
             "image": self.path.name,
+            "path": str(self.path),
             "height": self.shape[0],
             "width": self.shape[1],
             "detections": [
@@ -67,12 +72,46 @@ def resolve_source(source: str | Path) -> list[Path]:
     return list_images([src])
 
 
+def output_names(images: list[Path]) -> dict[Path, str]:
+    """A distinct output name (no suffix) per input image, for its annotated image and label files.
+
+    The stem when no other input has it; else the path relative to the folder the clashing
+    inputs share, with "_" for "/" (a/x.jpg, b/x.jpg -> a_x, b_x), with the suffix when
+    that is what differs (x.jpg, x.png -> x_jpg, x_png); numbered (_2, _3) as a last resort.
+    """
+    images = list(dict.fromkeys(Path(p) for p in images))
+    by_stem: dict[str, list[Path]] = {}
+    for p in images:
+        by_stem.setdefault(p.stem, []).append(p)
+    wanted: dict[Path, str] = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            wanted[group[0]] = stem
+            continue
+        root = os.path.commonpath([os.path.abspath(p.parent) for p in group])
+        rel = [Path(os.path.relpath(os.path.abspath(p), root)) for p in group]
+        names = ["_".join(r.with_suffix("").parts) for r in rel]
+        if len(set(names)) < len(names):
+            names = ["_".join(r.parts).replace(".", "_") for r in rel]
+        wanted.update(zip(group, names))
+    out: dict[Path, str] = {}
+    used: set[str] = set()
+    for p in images:
+        name, n = wanted[p], 2
+        while name in used or (name != p.stem and name in by_stem):  # nor another input's own stem
+            name, n = f"{wanted[p]}_{n}", n + 1
+        used.add(name)
+        out[p] = name
+    return out
+
+
 def _index_for_inference(images: list[Path]) -> DatasetIndex:
     kept, shapes, problems = [], [], []
     for p in images:
         size = image_size(p) if check_image(p) is None else None
         if size is None:
             problems.append(f"{p}: unreadable image, skipped")
+            LOGGER.warning("WARNING %s", problems[-1])
             continue
         kept.append(p)
         shapes.append(size)
@@ -111,6 +150,8 @@ def predict(
         pred = pred[0] if isinstance(pred, tuple) else pred
         dets = non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic, multi_label, max_det)
         for d, meta in zip(dets, metas):
+            if meta.get("missing"):  # deleted or damaged since the check (named in a warning): skipped
+                continue
             d = d.numpy()
             unletterbox_boxes(d, meta["ratio"], meta["pad"], meta["shape0"])
             yield Detections(Path(meta["path"]), meta["shape0"], d[:, :4], d[:, 4], d[:, 5].astype(int))

@@ -18,12 +18,15 @@ accepted (`prune(..., importance="my-crit")`, `pruned-yolo prune --importance my
         return bn.weight.abs() + 0.1 * bn.bias.abs()
 
 On the command line, `--importance package.module:function` imports a module of yours
-and uses the named function (or the criterion that module registered, by name).
+and uses the criterion that module registered under that name, or else the named function:
+a plain Python function that takes (conv, bn). Anything else (a builtin such as `os:system`,
+a class, a C function, a function of another signature) is refused before it is called.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -67,8 +70,15 @@ def get_importance(name: str | ImportanceFn) -> ImportanceFn:
         if attr in _IMPORTANCE:  # the module registered it
             return _IMPORTANCE[attr]
         fn = getattr(mod, attr, None)
-        if not callable(fn):
+        if fn is None:
             raise ConfigError(f"importance '{name}': '{module}' has no function '{attr}'")
+        if not inspect.isfunction(fn):  # builtins, C functions, classes, other callables
+            what = type(fn).__name__
+            raise ConfigError(f"importance '{name}': not a registered criterion nor a Python function (a {what})")
+        try:
+            inspect.signature(fn).bind(None, None)
+        except TypeError:
+            raise ConfigError(f"importance '{name}': {attr}{inspect.signature(fn)} does not take (conv, bn)") from None
         return fn
     raise ConfigError(f"unknown importance criterion '{name}' (known: {', '.join(available_importances())})")
 
@@ -76,7 +86,12 @@ def get_importance(name: str | ImportanceFn) -> ImportanceFn:
 @torch.no_grad()
 def channel_scores(fn: ImportanceFn, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """Call a criterion and check its result: float64, finite, one score per output channel."""
-    scores = fn(conv, bn)
+    try:
+        scores = fn(conv, bn)
+    except Exception as e:  # a plug-in criterion's bug: one line on the command line, chained for the API
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        first = (str(e).splitlines() or [""])[0]
+        raise ConfigError(f"importance criterion {name} failed: {type(e).__name__}: {first}") from e
     if not isinstance(scores, torch.Tensor) or scores.shape != (conv.out_channels,):
         shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
         raise ConfigError(f"importance criterion returned {shape}, expected ({conv.out_channels},)")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +50,38 @@ from .layers import remove_bottlenecks, select_bottlenecks
 from .masks import Mask, compute_mask
 
 TARGETS = ("target_gflops", "target_flops_ratio", "target_params_ratio")
+
+
+def check_targets(
+    channel_ratio: float | None = None,
+    target_gflops: float | None = None,
+    target_flops_ratio: float | None = None,
+    target_params_ratio: float | None = None,
+) -> str | None:
+    """Check how much to prune (the one place for it); return the target given, if any.
+
+    At most one of `channel_ratio` (in [0, 1)) and the targets: `target_gflops` > 0,
+    `target_flops_ratio` and `target_params_ratio` in (0, 1). NaN and infinities are refused.
+    """
+    values = dict(
+        zip(("channel_ratio", *TARGETS), (channel_ratio, target_gflops, target_flops_ratio, target_params_ratio))
+    )
+    given = [k for k, v in values.items() if v is not None]
+    if channel_ratio is not None and len(given) > 1:
+        raise PruningError(f"channel_ratio and {given[1]} are exclusive: give one of them")
+    if len(given) > 1:
+        raise PruningError(f"give one target only, got {', '.join(given)}")
+    for k in given:
+        v = values[k]
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise PruningError(f"{k} must be a finite number, got {v!r}")
+        if k == "channel_ratio" and not 0 <= v < 1:
+            raise PruningError(f"channel_ratio must be in [0, 1), got {v}")
+        if k == "target_gflops" and v <= 0:
+            raise PruningError(f"target_gflops must be positive, got {v}")
+        if k.endswith("_ratio") and k != "channel_ratio" and not 0 < v < 1:
+            raise PruningError(f"{k} must be in (0, 1), got {v}")
+    return given[0] if given and given[0] != "channel_ratio" else None
 
 
 @dataclass
@@ -153,15 +187,7 @@ class Pruner:
         tolerance: float = 0.02,
     ) -> PrunePlan:
         """Plan by a channel ratio, or search the ratio that meets one target (2% under it)."""
-        given = [
-            n
-            for n, v in zip(
-                ("channel_ratio", *TARGETS), (channel_ratio, target_gflops, target_flops_ratio, target_params_ratio)
-            )
-            if v is not None
-        ]
-        if len(given) > 1:
-            raise PruningError(f"give at most one of channel_ratio and the targets, got {', '.join(given)}")
+        kind = check_targets(channel_ratio, target_gflops, target_flops_ratio, target_params_ratio)
         removed = self.select_layers(layers) if isinstance(layers, int) else list(layers)
         ranking, live = self.ranking(removed)
         cm = self.cost_model(removed)
@@ -173,16 +199,13 @@ class Pruner:
         if channel_ratio is not None:
             counts = ranking.counts_for_ratio(channel_ratio)
             n_cand = int(round(channel_ratio * ranking.total))
-        elif given:
-            kind = given[0]
+        elif kind:
             if kind == "target_gflops":
                 metric, target, label = "gflops", float(target_gflops), "GFLOPs"
             elif kind == "target_flops_ratio":
                 metric, target, label = "gflops", float(target_flops_ratio) * self.dense_cost()["gflops"], "GFLOPs"
             else:
                 metric, target, label = "params", float(target_params_ratio) * self.dense_cost()["params"], "params"
-            if target <= 0:
-                raise PruningError(f"{kind} must be positive, got {target}")
             if removed and layers_only[metric] <= target:
                 raise PruningError(
                     f"removing {len(removed)} Bottlenecks alone already gives {layers_only[metric]:.4g} {label}, "
@@ -356,18 +379,9 @@ def prune(
         "target_flops_ratio": target_flops_ratio,
         "target_params_ratio": target_params_ratio,
     }
-    given = [k for k, v in targets.items() if v is not None]
-    if channel_ratio is not None and given:
-        raise PruningError(f"channel_ratio and {given[0]} are exclusive: give one of them")
-    if len(given) > 1:
-        raise PruningError(f"give one target only, got {', '.join(given)}")
-    if channel_ratio is None and not given and not layers:
+    kind = check_targets(channel_ratio, target_gflops, target_flops_ratio, target_params_ratio)
+    if channel_ratio is None and kind is None and not layers:
         raise PruningError("nothing to prune: give channel_ratio, layers or a target")
-    for k in ("target_flops_ratio", "target_params_ratio"):
-        if targets[k] is not None and not 0 < targets[k] < 1:
-            raise PruningError(f"{k} must be in (0, 1), got {targets[k]}")
-    if channel_ratio is not None and not 0 <= channel_ratio < 1:
-        raise PruningError(f"channel_ratio must be in [0, 1), got {channel_ratio}")
     with single_thread():
         pruner = Pruner(model, importance, round_to, per_layer_ratio, imgsz, group_reduction, group_normalize)
         before = pruner.dense_cost()  # analytic; equal to measure(model) (tests check it)
@@ -404,8 +418,7 @@ def prune(
         "layers": layer_table(pruner.arch_before, pruned.arch()),
         "bias_compensation": extra["bias_compensation"],
     }
-    if given:
-        kind = given[0]
+    if kind:
         metric = "params" if kind == "target_params_ratio" else "gflops"
         value = targets[kind] * before[metric] if kind.endswith("ratio") else targets[kind]
         report["target"] = {

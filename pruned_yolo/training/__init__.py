@@ -4,11 +4,15 @@ from pruned_yolo.training import Trainer, TrainConfig, Callback
 Trainer(TrainConfig(data="data.yaml", cfg="yolov5n", epochs=10, imgsz=320), callbacks=[...]).fit()
 """
 
-from .hooks import EVENTS, Callback, CallbackList
+from .hooks import CALLBACKS, EVENTS, Callback, CallbackList, build_callback, callback_spec, register_callback
 from .loss import DetectionLoss
 from .trainer import TrainConfig, Trainer, load_hyp, train, train_or_resume
 
 __all__ = [
+    "CALLBACKS",
+    "build_callback",
+    "callback_spec",
+    "register_callback",
     "EVENTS",
     "Callback",
     "CallbackList",

@@ -66,6 +66,7 @@ Events, in the order they fire:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, ClassVar
 
 EVENTS = (
     "on_train_start",
@@ -82,7 +83,18 @@ EVENTS = (
 
 
 class Callback:
-    """Base class with a no-op method per event (see the module docstring)."""
+    """Base class with a no-op method per event (see the module docstring).
+
+    A callback registered by name (`@register_callback("name")`) that returns its constructor
+    arguments from `spec_args()` is recorded in the run's `TrainConfig.callbacks` and rebuilt
+    by `Trainer.resume`, so that a run resumes the same from Python, the CLI or `compress`.
+    """
+
+    registered_name: ClassVar[str | None] = None
+
+    def spec_args(self) -> dict[str, Any] | None:
+        """JSON-able keyword arguments that rebuild this callback, or None (not resumable)."""
+        return None
 
     def on_train_start(self, trainer) -> None:
         pass
@@ -137,3 +149,43 @@ class CallbackList:
 
     def __len__(self) -> int:
         return len(self.callbacks)
+
+
+CALLBACKS: dict[str, type[Callback]] = {}
+# modules whose callbacks register themselves on import (imported on demand: training never
+# imports the later stages at module level)
+CALLBACK_MODULES = ("pruned_yolo.compress",)
+
+
+def register_callback(name: str):
+    """Class decorator: make a Callback subclass rebuildable from `{"name": name, "args": {...}}`."""
+
+    def deco(cls: type[Callback]) -> type[Callback]:
+        if not (isinstance(cls, type) and issubclass(cls, Callback)):
+            raise TypeError(f"{cls!r} is not a Callback subclass")
+        cls.registered_name = name
+        CALLBACKS[name] = cls
+        return cls
+
+    return deco
+
+
+def callback_spec(cb: Callback) -> dict[str, Any] | None:
+    """`{"name", "args"}` of a registered callback (None for one that cannot be rebuilt)."""
+    args = cb.spec_args() if cb.registered_name else None
+    return None if args is None else {"name": cb.registered_name, "args": args}
+
+
+def build_callback(spec: dict[str, Any]) -> Callback:
+    """The callback a spec describes."""
+    from ..errors import ConfigError
+
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if name not in CALLBACKS:
+        import importlib
+
+        for module in CALLBACK_MODULES:
+            importlib.import_module(module)
+    if name not in CALLBACKS:
+        raise ConfigError(f"unknown training callback {name!r} (registered: {', '.join(sorted(CALLBACKS))})")
+    return CALLBACKS[name](**spec.get("args", {}))

@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -47,7 +48,7 @@ from ..utils.files import atomic_write, increment_dir, write_json
 from ..utils.torch_utils import select_device, set_cpu_threads
 from . import distributed as dist_utils
 from .ema import ModelEMA
-from .hooks import Callback, CallbackList
+from .hooks import Callback, CallbackList, build_callback, callback_spec
 from .loss import DetectionLoss
 from .optim import GROUP_NAMES, LrLambda, build_optimizer, warmup_iterations, warmup_step
 from .plots import plot_results
@@ -56,6 +57,7 @@ from .state import load_state, model_tensors, optimizer_from_parts, save_state, 
 LOGGER = logging.getLogger("pruned_yolo")
 
 HYP_NAMES = ("scratch-low", "scratch-high", "finetune")
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
 REQUIRED_HYP = (
     "lr0",
     "lrf",
@@ -128,7 +130,7 @@ class TrainConfig:
     plots: bool = False  # save a few training batch mosaics
     sync_bn: bool = False  # SyncBatchNorm in DDP (CUDA only)
     lr_schedule: str | None = None  # "cos" / "linear" (default: the hyp's lr_schedule, else linear)
-    patience: int = 0  # stop after this many epochs without improvement (0: off)
+    patience: int = 0  # stop after this many epochs without improvement (0: never, as in ultralytics)
     noval: bool = False  # validate only after the final epoch
     nosave: bool = False  # write only the final checkpoint (no per-epoch state: no resume)
     nbs: int = 64  # nominal batch size (gradient accumulation)
@@ -141,6 +143,8 @@ class TrainConfig:
     ema_decay: float = 0.9999  # EMA decay, ramped in as decay * (1 - exp(-updates / ema_tau))
     ema_tau: float = 2000.0  # (short runs: a smaller tau averages sooner)
     extra: dict = field(default_factory=dict)  # free-form, saved with the run (later stages)
+    # registered callbacks of the run, as {"name", "args"} specs (recorded by Trainer; --resume rebuilds them)
+    callbacks: list = field(default_factory=list)
 
     def __post_init__(self):
         if bool(self.cfg) == bool(self.weights):
@@ -149,17 +153,39 @@ class TrainConfig:
             raise ConfigError("--epochs must be at least 1")
         if self.batch < 1:
             raise ConfigError("--batch must be at least 1")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ConfigError(f"--imgsz must be a positive multiple of 32, got {self.imgsz}")
+        for name in ("imgsz", "val_imgsz"):
+            v = getattr(self, name)
+            if v is not None and (v < 32 or v % 32):
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be a multiple of the model stride: "
+                    f"a positive multiple of 32, got {v}"
+                )
+        minimum = {"patience": 0, "workers": 0, "threads": 1, "nbs": 1, "val_batch": 1}
+        for name, low in minimum.items():
+            v = getattr(self, name)
+            if v is not None and v < low:
+                note = " (0: no early stopping)" if name == "patience" else ""
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}{note}, got {v}")
+        if not 0 <= self.seed < 2**32:  # numpy's seed range
+            raise ConfigError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if not (0 <= self.ema_decay <= 1 and self.ema_tau > 0):
+            raise ConfigError(f"ema_decay must be in [0, 1] and ema_tau > 0, got {self.ema_decay} and {self.ema_tau}")
+        try:
+            select_device(self.device)  # parses it (and checks that CUDA is there when asked for)
+        except RuntimeError:
+            raise ConfigError(f"--device {self.device!r} is not a device (cpu, 0, 1, cuda:0, mps ...)") from None
         if self.cache not in (None, "ram"):
             raise ConfigError(f"--cache must be 'ram' (or absent), got {self.cache!r}")
         if self.lr_schedule not in (None, "cos", "linear"):
             raise ConfigError(f"lr schedule must be 'cos' or 'linear', got {self.lr_schedule!r}")
-        if self.optimizer not in ("SGD", "Adam", "AdamW"):
-            raise ConfigError(f"--optimizer must be SGD, Adam or AdamW, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
     def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        if d["data"] and Path(d["data"]).is_file():  # absolute: --resume works from any working directory
+            d["data"] = str(Path(d["data"]).absolute())
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> TrainConfig:
@@ -209,8 +235,16 @@ class Trainer:
     `metrics` (latest validation), `rank`, `world_size`, `is_main`.
     """
 
-    def __init__(self, config: TrainConfig, callbacks: list[Callback] | tuple = (), *, _resume: dict | None = None):
+    def __init__(
+        self, config: TrainConfig, callbacks: list[Callback] | tuple | None = None, *, _resume: dict | None = None
+    ):
+        """`callbacks=None` builds the ones `config.callbacks` describes; given callbacks replace them
+        (the registered ones among them are recorded in `config.callbacks`)."""
         self.config = config
+        if callbacks is None:
+            callbacks = [build_callback(spec) for spec in config.callbacks]
+        else:
+            config.callbacks = [spec for spec in map(callback_spec, callbacks) if spec is not None]
         self.callbacks = CallbackList(callbacks)
         self.hyp = load_hyp(config.hyp)
         self._resume = _resume
@@ -231,7 +265,10 @@ class Trainer:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def resume(cls, run_dir: str | Path, callbacks: list[Callback] | tuple = ()) -> Trainer:
-        """A trainer that continues `run_dir` from `weights/last_state.safetensors`."""
+        """A trainer that continues `run_dir` from `weights/last_state.safetensors`.
+
+        The run's registered callbacks (sparsity, distillation, ...) are rebuilt from its saved
+        config; `callbacks` adds unregistered ones, or replaces a registered one of the same name."""
         run_dir = Path(run_dir)
         state_path = run_dir / "weights" / "last_state.safetensors"
         if not run_dir.is_dir():
@@ -241,9 +278,17 @@ class Trainer:
         doc, tensors = load_state(state_path)
         config = TrainConfig.from_json(doc["config"])
         config.hyp = doc["hyp"]
+        data, project = Path(config.data), Path(config.project)
+        if not data.is_absolute() and not data.is_file() and not project.is_absolute():
+            # a run saved before data paths were stored absolute: relative to the folder it was started in
+            parents = run_dir.absolute().parents
+            if len(project.parts) < len(parents) and (parents[len(project.parts)] / data).is_file():
+                config.data = str(parents[len(project.parts)] / data)
         if doc["epoch"] >= config.epochs:
             raise PrunedYoloError(f"--resume: {run_dir} already finished its {config.epochs} epochs")
-        return cls(config, callbacks, _resume={"doc": doc, "tensors": tensors, "dir": run_dir})
+        given = {cb.registered_name for cb in callbacks if cb.registered_name}
+        rebuilt = [build_callback(spec) for spec in _saved_callback_specs(config) if spec["name"] not in given]
+        return cls(config, [*rebuilt, *callbacks], _resume={"doc": doc, "tensors": tensors, "dir": run_dir})
 
     def _setup(self) -> None:
         cfg = self.config
@@ -522,7 +567,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             bar = enumerate(self.loader)
             pbar = None
-            if self.is_main and cfg.progress:
+            if self.is_main and cfg.progress and sys.stderr.isatty():  # in a log file: one line per epoch
                 from tqdm import tqdm
 
                 pbar = tqdm(bar, total=nb, bar_format="{l_bar}{bar:10}{r_bar}", leave=True)
@@ -647,17 +692,7 @@ class Trainer:
         row.update(self.epoch_log)
         self.history.append(row)
         self._write_results()
-        if m:
-            LOGGER.info(
-                "epoch %d/%d: P %.3f R %.3f mAP50 %.3f mAP50-95 %.3f (%.1fs)",
-                epoch + 1,
-                cfg.epochs,
-                m["precision"],
-                m["recall"],
-                m["mAP50"],
-                m["mAP50-95"],
-                seconds,
-            )
+        LOGGER.info("%s", epoch_line(epoch + 1, cfg.epochs, row, seconds))
         if not cfg.nosave:
             self._save_checkpoints(epoch + 1, final)
 
@@ -675,6 +710,26 @@ class Trainer:
 def train(config: TrainConfig, callbacks: list[Callback] | tuple = ()) -> dict:
     """Convenience wrapper: `Trainer(config, callbacks).fit()`."""
     return Trainer(config, callbacks).fit()
+
+
+def _saved_callback_specs(config: TrainConfig) -> list[dict]:
+    """The callback specs of a saved run (runs saved before specs existed kept sparsity in `extra`)."""
+    if config.callbacks:
+        return list(config.callbacks)
+    sparsity = (config.extra or {}).get("sparsity")
+    return [{"name": "sparsity", "args": {"config": sparsity, "plots": config.plots}}] if sparsity else []
+
+
+def epoch_line(epoch: int, epochs: int, row: dict, seconds: float) -> str:
+    """The one log line of a finished epoch: losses, and the validation metrics when there are any."""
+    losses = " ".join(f"{n} {row[f'train/{n}_loss']:.4f}" for n in ("box", "obj", "cls") if f"train/{n}_loss" in row)
+    line = f"epoch {epoch}/{epochs}: loss {losses}"
+    if "metrics/mAP50-95" in row:
+        line += (
+            f", P {row['metrics/precision']:.3f} R {row['metrics/recall']:.3f} "
+            f"mAP50 {row['metrics/mAP50']:.3f} mAP50-95 {row['metrics/mAP50-95']:.3f}"
+        )
+    return f"{line} ({seconds:.1f}s)"
 
 
 def train_or_resume(config: TrainConfig, callbacks: list[Callback] | tuple = ()) -> Path:

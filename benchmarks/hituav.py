@@ -53,6 +53,7 @@ LOGGER = logging.getLogger("hituav")
 DENSE_S = SHARED / "weights" / "yolov5s_hituav320.safetensors"
 YOLOV5N = SHARED / "weights" / "yolov5n_v6.1.pt"
 DENSE_EPOCHS = 20  # the shared dense model's fine-tuning (../shared/weights/SOURCE.md)
+REGULARIZE_EPOCHS = 12  # sparsity / regularize() phase of the rows that have one
 
 
 @dataclass
@@ -82,7 +83,9 @@ class Bench:
         self.validator = Validator(protocol.data, imgsz=protocol.imgsz, batch_size=16)
         defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
         self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
-        self.split = (defaults.sparsity_epochs, defaults.finetune_epochs)
+        # rows with a sparsity / regularization phase (Torch-Pruning's, the paper's ablation) spend the
+        # same total epochs, split like the paper's recipe: REGULARIZE_EPOCHS, then pruning and training
+        self.split = (REGULARIZE_EPOCHS, self.compress_epochs - REGULARIZE_EPOCHS)
         self.sparsity = defaults.sparsity
 
     def row_name(self, name: str) -> str:
@@ -265,7 +268,8 @@ def tp_prune(model, kind: str, target_gflops: float, imgsz: int, steps: int = 14
 
 def rows(b: Bench) -> dict:
     """Row name -> the step that produces it, in the order they run."""
-    ablation = dict(mask_target="threshold", distill=True)
+    split = dict(sparsity_epochs=b.split[0], finetune_epochs=b.split[1])
+    ablation = dict(mask_target="threshold", distill=True, **split)
     return {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(

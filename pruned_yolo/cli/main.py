@@ -23,6 +23,7 @@ COMMANDS = {
     "compress": "compress",
     "export": "export",
     "bench": "bench",
+    "parity": "parity",
     "convert-checkpoint": "convert_checkpoint",
     "convert": "convert",
     "demo": "demo",

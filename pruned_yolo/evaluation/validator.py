@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,11 @@ LOGGER = logging.getLogger("pruned_yolo")
 
 
 class Validator:
-    """Scores models on one split of a dataset with fixed settings."""
+    """Scores models on one split of a dataset with fixed settings.
+
+    The model is a torch detector or any callable that returns the same decoded eval
+    output for a (bs, 3, h, w) batch in [0, 1], e.g. an ONNX export (`export.OnnxModel`).
+    """
 
     def __init__(
         self,
@@ -111,7 +116,7 @@ class Validator:
     @torch.no_grad()
     def __call__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
         device: torch.device | str = "cpu",
         half: bool = False,
         official: bool = True,
@@ -122,7 +127,7 @@ class Validator:
     ) -> dict:
         device = torch.device(device)
         self._check_model_classes(model)
-        if not prepared:
+        if not prepared and isinstance(model, torch.nn.Module):  # else a runtime (export.OnnxModel): as it is
             model = prepare_for_inference(model, device, half)
         ds = self.dataset
         all_dets: list[np.ndarray | None] = [None] * len(ds)

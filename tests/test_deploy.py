@@ -30,8 +30,8 @@ IMGSZ = 96
 
 def _overfit(model, data: Path, steps: int = 150) -> None:
     """Fit `model` to every image of the tiny dataset (square letterbox at IMGSZ) with Adam."""
+    from pruned_yolo.training.hyp import load_hyp
     from pruned_yolo.training.loss import DetectionLoss
-    from pruned_yolo.training.trainer import load_hyp
 
     cfg = load_data_config(data)
     ims, targets = [], []

@@ -11,9 +11,9 @@ import torch
 from pruned_yolo import build_model, load_model, save_checkpoint
 from pruned_yolo.checkpoint import read_header
 from pruned_yolo.cli.main import main
+from pruned_yolo.models import replace_detect_head
 from pruned_yolo.training import Callback, TrainConfig, Trainer, load_hyp
 from pruned_yolo.training.hooks import EVENTS
-from pruned_yolo.training.trainer import replace_detect_head
 
 from .conftest import make_dataset, tiny_cfg
 from .test_dataset import make_bad_dataset

@@ -12,7 +12,7 @@ HELP = "compress a checkpoint to a budget: K rounds of sparsity training, prunin
 
 def add_arguments(p):
     from ..compress.sparsity import MASK_TARGETS
-    from ..training.trainer import OPTIMIZERS
+    from ..training.config import OPTIMIZERS
     from . import common
     from .common import add_group_normalize
     from .train import add_schedule_and_mask_arguments

@@ -9,7 +9,7 @@ HELP = "train a detector (YOLOv5 recipe); --resume RUN_DIR continues an interrup
 
 
 def add_arguments(p):
-    from ..training.trainer import OPTIMIZERS
+    from ..training.config import OPTIMIZERS
 
     p.add_argument("--data", help="data YAML (ultralytics format: path, train, val, names)")
     src = p.add_mutually_exclusive_group()

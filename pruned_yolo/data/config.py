@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ..errors import DataError
+from ..utils.yamlio import load_yaml
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"}
 
@@ -61,20 +60,7 @@ def _nc(value, path: Path) -> int:
 def load_data_config(path: str | Path) -> DataConfig:
     """Parse and check a data YAML; every missing path is one clear DataError."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data YAML not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason}), not a data YAML") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: a data YAML must be a mapping with train, val and names")
+    raw = load_yaml(path, what="data YAML", error=DataError, expected="a mapping with train, val and names")
     root = raw.get("path") or "."
     if not isinstance(root, str):
         raise DataError(f"{path}: 'path' must be a folder name, got {root!r}")

@@ -7,41 +7,29 @@ fixed table (`nc`, `anchors`, `None`, `True`, `False`); nothing is ever evaluate
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from ..errors import ConfigError
+from ..utils.yamlio import load_yaml, shipped_dir, shipped_names
 from .registry import get_module
 from .yolo import ARCH_FORMAT, ARCH_VERSION, _sources, layer_inputs
 
 _LITERALS = {"None": None, "True": True, "False": False}
 
 
+CONFIGS = shipped_dir("pruned_yolo.models", "configs")
+
+
 def available_configs() -> list[str]:
     """Names of the model configs shipped with the package (e.g. 'yolov5s')."""
-    files = resources.files("pruned_yolo.models").joinpath("configs").iterdir()
-    return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
+    return shipped_names(CONFIGS)
 
 
 def load_model_cfg(cfg: str | Path | dict) -> dict:
     """Read a model YAML given as a dict, a file path or a shipped config name."""
     if isinstance(cfg, dict):
         return cfg
-    path = Path(cfg)
-    if not path.exists():
-        name = path.name[:-5] if path.name.endswith(".yaml") else path.name
-        if name not in available_configs():
-            raise ConfigError(f"model config '{cfg}' is neither a file nor a shipped config ({available_configs()})")
-        path = Path(str(resources.files("pruned_yolo.models").joinpath("configs", f"{name}.yaml")))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a model YAML must be a mapping")
-    return data
+    return load_yaml(cfg, CONFIGS, "model config")
 
 
 def _resolve(value, table: dict):

@@ -4,9 +4,12 @@ from pruned_yolo.training import Trainer, TrainConfig, Callback
 Trainer(TrainConfig(data="data.yaml", cfg="yolov5n", epochs=10, imgsz=320), callbacks=[...]).fit()
 """
 
+from .config import TrainConfig
 from .hooks import CALLBACKS, EVENTS, Callback, CallbackList, build_callback, callback_spec, register_callback
+from .hyp import load_hyp
 from .loss import DetectionLoss
-from .trainer import TrainConfig, Trainer, load_hyp, train, train_or_resume
+from .results import epoch_line
+from .trainer import Trainer, train, train_or_resume
 
 __all__ = [
     "CALLBACKS",
@@ -19,6 +22,7 @@ __all__ = [
     "DetectionLoss",
     "TrainConfig",
     "Trainer",
+    "epoch_line",
     "load_hyp",
     "train",
     "train_or_resume",

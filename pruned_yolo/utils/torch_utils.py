@@ -1,15 +1,29 @@
-"""Device selection, parameter and FLOP counting."""
+"""Seeding, device selection, parameter and FLOP counting."""
 
 from __future__ import annotations
 
 import copy
 import os
+import random
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import PrunedYoloError
+
+
+def init_seeds(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; `deterministic` also asks torch / cuDNN for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:

@@ -2,6 +2,8 @@
 
 from .latency import (
     RUNTIMES,
+    ModuleRunner,
+    OrtFeedRunner,
     OrtRunner,
     Runner,
     Timing,
@@ -16,6 +18,8 @@ from .latency import (
 
 __all__ = [
     "RUNTIMES",
+    "ModuleRunner",
+    "OrtFeedRunner",
     "OrtRunner",
     "Runner",
     "Timing",

@@ -106,6 +106,69 @@ class OrtRunner(Runner):
         self.session.run(None, {self.input_name: self.x})
 
 
+class OrtFeedRunner(Runner):
+    """An ONNX Runtime session on a file with any inputs, fed fixed random tensors of `shapes`.
+
+    For timing parts of a model (one block with several inputs, as the latency tables of
+    `pruning.latency` do); `prepare` ignores the batch and size, the shapes are fixed here.
+    """
+
+    runtime = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        shapes: dict[str, tuple[int, ...]],
+        name: str | None = None,
+        threads: int | None = None,
+        **kw,
+    ):
+        from ..export import ort_session
+
+        super().__init__(name or Path(path).stem, **kw)
+        self.path, self.shapes = Path(path), {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+        self.session = ort_session(self.path, threads, spinning=False)
+        self.feed: dict[str, np.ndarray] = {}
+
+    def prepare(self, batch: int, h: int, w: int) -> None:
+        rng = np.random.default_rng(0)
+        self.feed = {k: rng.random(v, dtype=np.float32) for k, v in self.shapes.items()}
+
+    def run(self) -> None:
+        self.session.run(None, self.feed)
+
+
+class ModuleRunner(Runner):
+    """Any torch module on fixed random inputs of `shapes` (a fused eval copy, `inference_mode`).
+
+    The torch counterpart of `OrtFeedRunner`: `run()` calls `module(*inputs)`, or
+    `module(list_of_inputs)` when `as_list` (Concat and Detect take a list).
+    """
+
+    runtime = "torch"
+
+    def __init__(
+        self, module: torch.nn.Module, shapes: list[tuple[int, ...]], name: str = "module", as_list: bool = False, **kw
+    ):
+        import copy
+
+        super().__init__(name, **kw)
+        self.module = copy.deepcopy(module).float().eval()
+        for m in list(self.module.modules()):  # fold BatchNorms (Conv.fuse, idempotent)
+            if callable(getattr(m, "fuse", None)):
+                m.fuse()
+        self.shapes, self.as_list = [tuple(int(d) for d in s) for s in shapes], as_list
+        self.inputs: list[torch.Tensor] = []
+
+    def prepare(self, batch: int, h: int, w: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.inputs = [torch.rand(s, generator=g) for s in self.shapes]
+
+    @torch.inference_mode()
+    def run(self) -> None:
+        self.module(self.inputs) if self.as_list else self.module(*self.inputs)
+
+
 @dataclass
 class Timing:
     """The timed runs (ms) of one model and their robust summary."""

@@ -1,15 +1,19 @@
-"""pruned-yolo prune: channel and layer pruning of a checkpoint, to a ratio or a budget."""
+"""pruned-yolo prune: channel and layer pruning of a checkpoint, to a ratio, a budget or a measured latency."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_group_normalize, add_weights, imgsz, output_file
+from .common import add_group_normalize, add_weights, imgsz, output_file, positive_int
 
-HELP = "prune channels (coupled groups) and/or Bottlenecks of a checkpoint, to a ratio or a GFLOPs/params budget"
+HELP = (
+    "prune channels (coupled groups) and/or Bottlenecks of a checkpoint, to a ratio, a GFLOPs/params budget "
+    "or a latency measured on this machine"
+)
 
 
 def add_arguments(p):
+    from ..benchmark.latency import RUNTIMES
     from ..pruning.groups import GROUP_REDUCTIONS
 
     add_weights(p)
@@ -22,6 +26,18 @@ def add_arguments(p):
     how.add_argument("--target-flops-ratio", type=float, metavar="F", help="fraction of the model's GFLOPs to keep")
     how.add_argument(
         "--target-params-ratio", type=float, metavar="P", help="fraction of the model's parameters to keep"
+    )
+    how.add_argument(
+        "--target-latency-ms",
+        type=float,
+        metavar="T",
+        help="latency (ms, batch 1 at --imgsz) on --runtime to reach: measured within [0.9 T, T]",
+    )
+    lat = p.add_argument_group("latency target (--target-latency-ms)")
+    lat.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES, help="runtime the latency is measured on")
+    lat.add_argument("--threads", type=positive_int, default=None, help="runtime threads (default: all cores)")
+    lat.add_argument(
+        "--max-iterations", type=positive_int, default=4, help="plan, export and measure at most this many times"
     )
     p.add_argument(
         "--importance",
@@ -39,7 +55,7 @@ def add_arguments(p):
         help="how a coupled group's members' scores combine",
     )
     add_group_normalize(p)
-    p.add_argument("--imgsz", type=imgsz, default=640, help="input size for GFLOPs")
+    p.add_argument("--imgsz", type=imgsz, default=640, help="input size for GFLOPs (and the latency target)")
     p.add_argument(
         "--bias-compensation", action="store_true", help="fold pruned channels' constant output into consumers"
     )
@@ -67,7 +83,7 @@ def output_path(out: str | Path, weights: str | Path) -> Path:
 def run(args):
     from ..checkpoint import load_model, save_checkpoint
     from ..errors import PrunedYoloError
-    from ..pruning import format_table, prune
+    from ..pruning import format_latency, format_table, prune, prune_to_latency
     from ..utils.files import write_json
 
     targets = [
@@ -77,6 +93,7 @@ def run(args):
             ("target-gflops", args.target_gflops),
             ("target-flops-ratio", args.target_flops_ratio),
             ("target-params-ratio", args.target_params_ratio),
+            ("target-latency-ms", args.target_latency_ms),
         )
         if v is not None
     ]
@@ -84,32 +101,48 @@ def run(args):
         raise PrunedYoloError(f"{' and '.join(targets)} conflict: give one of the channel ratio and the targets")
     if not targets and not args.layers:
         raise PrunedYoloError(
-            "nothing to prune: give --channel-ratio, --layers, --target-gflops, --target-flops-ratio "
-            "or --target-params-ratio"
+            "nothing to prune: give --channel-ratio, --layers, --target-gflops, --target-flops-ratio, "
+            "--target-params-ratio or --target-latency-ms"
         )
     dst = output_path(args.out, args.weights)
     model = load_model(args.weights)
-    pruned, report = prune(
-        model,
-        channel_ratio=args.channel_ratio,
-        layers=args.layers,
-        target_gflops=args.target_gflops,
-        target_flops_ratio=args.target_flops_ratio,
-        target_params_ratio=args.target_params_ratio,
-        importance=args.importance,
-        round_to=args.round_to,
-        per_layer_ratio=args.per_layer_ratio,
-        imgsz=args.imgsz,
-        bias_compensation=args.bias_compensation,
-        group_reduction=args.group_reduction,
-        group_normalize=args.group_normalize,
-    )
+    common = {
+        "importance": args.importance,
+        "round_to": args.round_to,
+        "per_layer_ratio": args.per_layer_ratio,
+        "imgsz": args.imgsz,
+        "bias_compensation": args.bias_compensation,
+        "group_reduction": args.group_reduction,
+        "group_normalize": args.group_normalize,
+    }
+    if args.target_latency_ms is not None:
+        pruned, report = prune_to_latency(
+            model,
+            args.target_latency_ms,
+            runtime=args.runtime,
+            threads=args.threads,
+            layers=args.layers,
+            max_iterations=args.max_iterations,
+            **common,
+        )
+    else:
+        pruned, report = prune(
+            model,
+            channel_ratio=args.channel_ratio,
+            layers=args.layers,
+            target_gflops=args.target_gflops,
+            target_flops_ratio=args.target_flops_ratio,
+            target_params_ratio=args.target_params_ratio,
+            **common,
+        )
     pruned.meta["history"][-1]["source"] = str(args.weights)
     save_checkpoint(pruned, dst)
     print(format_table(report))
     if "target" in report:
         t = report["target"]
         print(f"target {t['kind']} {t['value']:.4g}: reached {t['achieved']:.4g} ({t['fraction_of_target']:.2%} of it)")
+    if "latency" in report:
+        print(format_latency(report))
     print(f"saved {dst} ({report['time_s']:.1f}s)")
     if args.json:
         write_json(args.json, {**report, "weights": str(args.weights), "out": str(dst)})

@@ -6,7 +6,8 @@
 Modules: `importance` (criteria registry), `groups` (coupled channels from Torch-Pruning's
 DependencyGraph), `channel` (plans, floors, round_to), `layers` (Bottleneck removal),
 `cost` (analytic params/FLOPs), `budget` (target search), `masks` (soft/hard BN masks
-shared with sparsity training), `compensation` (bias folding), `pruner` (entry point).
+shared with sparsity training), `compensation` (bias folding), `pruner` (entry point),
+`latency` (prune to a measured latency: per-block latency tables, `prune_to_latency`).
 """
 
 from .channel import ChannelPlan, ChannelRanking, apply_channel_plan, floor_count, round_count
@@ -29,6 +30,17 @@ from .importance import (
     available_importances,
     get_importance,
     register_importance,
+)
+from .latency import (
+    LatencyModel,
+    LatencyTable,
+    OrtTimer,
+    Probe,
+    TorchTimer,
+    format_latency,
+    latency_table,
+    make_timer,
+    prune_to_latency,
 )
 from .layers import bottleneck_scores, remove_bottlenecks, select_bottlenecks
 from .masks import (
@@ -53,11 +65,16 @@ __all__ = [
     "CostModel",
     "GroupSet",
     "ImportanceFn",
+    "LatencyModel",
+    "LatencyTable",
     "Mask",
     "Member",
+    "OrtTimer",
+    "Probe",
     "PrunePlan",
     "Pruner",
     "PruningError",
+    "TorchTimer",
     "apply_channel_plan",
     "apply_hard_mask",
     "apply_soft_mask",
@@ -71,12 +88,16 @@ __all__ = [
     "compute_mask",
     "equivalent_hard_mask",
     "floor_count",
+    "format_latency",
     "format_table",
     "gamma_stats",
     "get_importance",
+    "latency_table",
+    "make_timer",
     "mask_fraction",
     "measure",
     "prune",
+    "prune_to_latency",
     "rebuild",
     "register_importance",
     "remove_bottlenecks",

@@ -49,7 +49,7 @@ from .importance import get_importance
 from .layers import remove_bottlenecks, select_bottlenecks
 from .masks import Mask, compute_mask
 
-TARGETS = ("target_gflops", "target_flops_ratio", "target_params_ratio")
+TARGETS = ("target_gflops", "target_flops_ratio", "target_params_ratio", "target_latency_ms")
 
 
 def check_targets(
@@ -57,14 +57,20 @@ def check_targets(
     target_gflops: float | None = None,
     target_flops_ratio: float | None = None,
     target_params_ratio: float | None = None,
+    target_latency_ms: float | None = None,
 ) -> str | None:
     """Check how much to prune (the one place for it); return the target given, if any.
 
     At most one of `channel_ratio` (in [0, 1)) and the targets: `target_gflops` > 0,
-    `target_flops_ratio` and `target_params_ratio` in (0, 1). NaN and infinities are refused.
+    `target_flops_ratio` and `target_params_ratio` in (0, 1), `target_latency_ms` > 0 (met by
+    `pruning.latency.prune_to_latency`, which also checks it against the measured dense and
+    floor latencies). NaN and infinities are refused.
     """
     values = dict(
-        zip(("channel_ratio", *TARGETS), (channel_ratio, target_gflops, target_flops_ratio, target_params_ratio))
+        zip(
+            ("channel_ratio", *TARGETS),
+            (channel_ratio, target_gflops, target_flops_ratio, target_params_ratio, target_latency_ms),
+        )
     )
     given = [k for k, v in values.items() if v is not None]
     if channel_ratio is not None and len(given) > 1:
@@ -77,8 +83,8 @@ def check_targets(
             raise PruningError(f"{k} must be a finite number, got {v!r}")
         if k == "channel_ratio" and not 0 <= v < 1:
             raise PruningError(f"channel_ratio must be in [0, 1), got {v}")
-        if k == "target_gflops" and v <= 0:
-            raise PruningError(f"target_gflops must be positive, got {v}")
+        if k in ("target_gflops", "target_latency_ms") and v <= 0:
+            raise PruningError(f"{k} must be positive, got {v}")
         if k.endswith("_ratio") and k != "channel_ratio" and not 0 < v < 1:
             raise PruningError(f"{k} must be in (0, 1), got {v}")
     return given[0] if given and given[0] != "channel_ratio" else None
@@ -214,6 +220,47 @@ class Pruner:
             counts, n_cand = search_counts(ranking, cost_of(metric), target, tolerance, label)
         else:
             counts, n_cand = ranking.counts(0), 0
+        channels = self._full_plan(ranking, live, counts)
+        predicted = cm.cost(self._full_counts(live, counts))
+        return PrunePlan(channels, removed, n_cand / max(ranking.total, 1), predicted)
+
+    def cost_range(self, cost, layers: int | list[str] = 0) -> tuple[float, float]:
+        """`cost` of the plan that keeps every channel and of the plan at every group's floor.
+
+        `cost(cost_model, counts)` as in `plan_for_cost`; `layers` (a count or Bottleneck paths)
+        are removed in both plans.
+        """
+        removed = self.select_layers(layers) if isinstance(layers, int) else list(layers)
+        ranking, live = self.ranking(removed)
+        cm = self.cost_model(removed)
+        full = float(cost(cm, self._full_counts(live, ranking.counts(0))))
+        floor = float(cost(cm, self._full_counts(live, ranking.min_counts())))
+        return full, floor
+
+    def plan_for_cost(
+        self,
+        cost,
+        target: float,
+        layers: int | list[str] = 0,
+        tolerance: float = 0.02,
+        label: str = "cost",
+    ) -> PrunePlan:
+        """Plan so that `(1 - tolerance) * target <= cost <= target`, for any cost of a plan.
+
+        The search of the GFLOPs and params targets (`budget.search_counts` bisecting the same
+        global channel ranking, then giving channels back) with another cost, such as a latency
+        model (`pruning.latency`). `cost(cost_model, counts)` gets the `CostModel` of the model
+        with the `layers` Bottlenecks removed and the kept channels of every group (an int array
+        over `gs.groups`); it must not grow when channels are taken away.
+        """
+        removed = self.select_layers(layers) if isinstance(layers, int) else list(layers)
+        ranking, live = self.ranking(removed)
+        cm = self.cost_model(removed)
+
+        def of_live(live_counts) -> float:
+            return float(cost(cm, self._full_counts(live, live_counts)))
+
+        counts, n_cand = search_counts(ranking, of_live, target, tolerance, label)
         channels = self._full_plan(ranking, live, counts)
         predicted = cm.cost(self._full_counts(live, counts))
         return PrunePlan(channels, removed, n_cand / max(ranking.total, 1), predicted)
@@ -362,6 +409,7 @@ def prune(
     group_reduction: str = "mean",
     group_normalize: str = "none",
     tolerance: float = 0.02,
+    plan: PrunePlan | None = None,
 ) -> tuple[YOLO, dict]:
     """Prune channels and/or Bottlenecks of `model`; return a fresh model and a report.
 
@@ -371,7 +419,9 @@ def prune(
     within `tolerance` under it; `layers` removes that many shortcut Bottlenecks first
     (combinable with any of the above). The report holds before/after params and GFLOPs,
     the settings, the per-layer widths and the removed Bottlenecks; the same entry is
-    appended to `pruned.meta["history"]`.
+    appended to `pruned.meta["history"]`. `plan` applies a plan made by another `Pruner` of
+    the same model with the same settings (e.g. `plan_for_cost`, for latency targets) instead
+    of planning; it excludes the ratio, the targets and `layers`.
     """
     t0 = time.perf_counter()
     targets = {
@@ -380,12 +430,19 @@ def prune(
         "target_params_ratio": target_params_ratio,
     }
     kind = check_targets(channel_ratio, target_gflops, target_flops_ratio, target_params_ratio)
-    if channel_ratio is None and kind is None and not layers:
+    if plan is not None:
+        if channel_ratio is not None or kind or layers:
+            raise PruningError("a given plan excludes channel_ratio, layers and the targets")
+        layers = len(plan.removed)
+    elif channel_ratio is None and kind is None and not layers:
         raise PruningError("nothing to prune: give channel_ratio, layers or a target")
     with single_thread():
         pruner = Pruner(model, importance, round_to, per_layer_ratio, imgsz, group_reduction, group_normalize)
         before = pruner.dense_cost()  # analytic; equal to measure(model) (tests check it)
-        plan = pruner.plan(channel_ratio, layers, target_gflops, target_flops_ratio, target_params_ratio, tolerance)
+        if plan is None:
+            plan = pruner.plan(channel_ratio, layers, target_gflops, target_flops_ratio, target_params_ratio, tolerance)
+        elif len(plan.channels.keep) != len(pruner.gs.groups):
+            raise PruningError(f"the plan has {len(plan.channels.keep)} groups, the model {len(pruner.gs.groups)}")
         pruned, extra = pruner.apply(plan, bias_compensation)
         after = measure(pruned, imgsz)
     if (

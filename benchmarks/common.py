@@ -88,3 +88,36 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> lis
             cells.append("-" if v is None else fmt.format(v))
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def machine_text(threads: int | None = None) -> str:
+    """`machine()` on one line, for the results that record the machine as text (+ torch threads used)."""
+    m = machine()
+    parts = [
+        m["cpu"],
+        f"{m['cores']} cores",
+        m["gpu"] or "no GPU",
+        f"torch {m['torch']}",
+        f"onnxruntime {m['onnxruntime']}",
+    ]
+    if threads:
+        parts.append(f"{threads} threads")
+    return ", ".join(parts)
+
+
+def write_results(name: str | Path, doc: dict, markdown: str | list[str] | None = None) -> Path:
+    """Save a script's results: `doc` as NAME.json (indented, atomically) and `markdown` as NAME.md.
+
+    `name` is a file stem under RESULTS (`"speed_pruned"`), or a Path without suffix used as it
+    is (a script's `--out`). `markdown` is the text or its lines (joined by newlines); the file
+    ends in a newline. Returns the JSON path.
+    """
+    from pruned_yolo.utils.files import atomic_write, write_json
+
+    base = Path(name) if isinstance(name, Path) else RESULTS / name
+    path = write_json(base.with_name(base.name + ".json"), doc)
+    if markdown is not None:
+        text = markdown if isinstance(markdown, str) else "\n".join(markdown)
+        text += "" if text.endswith("\n") else "\n"
+        atomic_write(base.with_name(base.name + ".md"), lambda p: p.write_text(text))
+    return path

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from common import ROOT, SHARED, write_results
+
 DATA = SHARED / "datasets" / "coco128" / "coco128.yaml"
 CLI = [sys.executable, "-m", "pruned_yolo"]
 # independent pycocotools reference (datasets/coco128/SOURCE.md) and the official table (NOTES.md)
@@ -82,9 +82,6 @@ def main() -> None:
                     "command": pretty(args).replace(tmp, "OUT"),
                 }
             )
-    res = ROOT / "benchmarks" / "results"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / "core_acceptance.json").write_text(json.dumps({"val": rows, "info": info_rows}, indent=2) + "\n")
     lines = [
         "# Detector core acceptance (coco128 val2017, 128 images, 640, conf 0.001, NMS IoU 0.6)",
         "",
@@ -110,7 +107,7 @@ def main() -> None:
             f"| {r['cfg']} | {r['params_M']:.3f} | {r['gflops']:.2f} | {r['official_params_M']} / "
             f"{r['official_gflops']} | `{r['command']}` |"
         )
-    (res / "core_acceptance.md").write_text("\n".join(lines) + "\n")
+    write_results("core_acceptance", {"val": rows, "info": info_rows}, lines)
     print("\n".join(lines))
 
 

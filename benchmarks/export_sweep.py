@@ -19,26 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
 import torch
+from common import RESULTS, machine, write_results
+from prune_sweep import MODELS, sweep_configs, target_configs
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pruned_yolo import build_model
+from pruned_yolo.export import export_onnx, verify_onnx
+from pruned_yolo.export.onnx import test_inputs
+from pruned_yolo.pruning import prune
 
-from benchmarks.prune_sweep import MODELS, sweep_configs, target_configs  # noqa: E402
-from pruned_yolo import build_model  # noqa: E402
-from pruned_yolo.export import export_onnx, verify_onnx  # noqa: E402
-from pruned_yolo.export.onnx import test_inputs  # noqa: E402
-from pruned_yolo.pruning import prune  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 TOL = 1e-3
 FP32_FACTOR = 3  # see classify(); chosen after seeing the data (largest ratio seen: 2.2)
 # summary key -> row status
@@ -199,6 +194,7 @@ def main() -> None:
 
 
 def write(rows, checks640, cmd: str, imgsz: int, wall: float, note: str = "") -> None:
+    cores = machine()["cores"]
     summary = []
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
@@ -221,18 +217,16 @@ def write(rows, checks640, cmd: str, imgsz: int, wall: float, note: str = "") ->
         "imgsz": imgsz,
         "tolerance": TOL,
         "wall_s": round(wall),
-        "cpu_count": os.cpu_count(),
+        "cpu_count": cores,
         "note": note,
         "summary": summary,
         "checks_640_dynamic": checks640,
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "export_sweep.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# Export sweep: every pruned model exports to ONNX and matches torch in ONNX Runtime",
         "",
-        f"Produced by `{cmd}` ({wall / 60:.0f} min on {os.cpu_count()} shared cores){note}.",
+        f"Produced by `{cmd}` ({wall / 60:.0f} min on {cores} shared cores){note}.",
         "",
         f"Each row of the JSON: `prune(model, **settings)` (GFLOPs at 640), `export_onnx` at {imgsz} "
         "(static, BatchNorm fused, ONNX checker with full_check), then `verify_onnx`: ONNX Runtime vs the "
@@ -281,7 +275,7 @@ def write(rows, checks640, cmd: str, imgsz: int, wall: float, note: str = "") ->
                     f"ORT {r['ort_vs_fp64']:.2e}"
                 )
             lines.append(f"- {r['model']} {r['settings']} ({r['flops_fraction']:.0%} GFLOPs): {r['status']}; {detail}")
-    (RESULTS / "export_sweep.md").write_text("\n".join(lines) + "\n")
+    write_results("export_sweep", result, lines)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,16 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from common import ROOT, RUNS, SHARED, machine_text, write_results
+
 DATA = SHARED / "datasets" / "coco128" / "coco128.yaml"
 WEIGHTS = SHARED / "weights" / "yolov5n_v6.1.pt"
-OUT = ROOT / "benchmarks" / "results"
 CLI = [sys.executable, "-m", "pruned_yolo"]
 
 
@@ -50,8 +48,7 @@ def main() -> None:
     ap.add_argument("--name", default="finetune_yolov5n")
     args = ap.parse_args()
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = ROOT / "runs" / "bench_finetune"
+    tmp = RUNS / "bench_finetune"
     tmp.mkdir(parents=True, exist_ok=True)
     val = ["val", "--data", rel(DATA), "--imgsz", str(args.imgsz), "--batch", "16"]
     before_cmd = [*val, "--weights", rel(WEIGHTS), "--json", rel(tmp / "before.json")]
@@ -60,7 +57,7 @@ def main() -> None:
         "--epochs", str(args.epochs), "--imgsz", str(args.imgsz), "--batch", str(args.batch),
         "--project", "runs/train", "--name", args.name, "--exist-ok", "--no-progress",
     ]  # fmt: skip
-    run_dir = ROOT / "runs" / "train" / args.name
+    run_dir = RUNS / "train" / args.name
     after_cmd = [*val, "--weights", rel(run_dir / "weights" / "last.safetensors"), "--json", rel(tmp / "after.json")]
 
     sh(CLI + before_cmd)
@@ -94,9 +91,8 @@ def main() -> None:
         "train_wall_s": round(train_s, 1),
         "per_epoch_fast_mAP50-95": [float(r["metrics/mAP50-95"]) for r in rows],
         "commands": ["pruned-yolo " + shlex.join(c) for c in (before_cmd, train_cmd, after_cmd)],
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU only",
+        "machine": machine_text(),
     }
-    (OUT / "finetune_yolov5n.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
         "# Fine-tuning acceptance: yolov5n v6.1 on coco128",
         "",
@@ -127,7 +123,7 @@ def main() -> None:
         "Reproduce everything with `.venv/bin/python benchmarks/finetune_yolov5n.py`.",
         "",
     ]
-    (OUT / "finetune_yolov5n.md").write_text("\n".join(md))
+    write_results("finetune_yolov5n", result, md)
     print("\n".join(md))
 
 

@@ -34,34 +34,26 @@ plots are written.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import RESULTS, RUNS, SHARED, relative, write_results
+from hituav import tp_prune
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pruned_yolo import load_model, save_checkpoint
+from pruned_yolo.compress import CompressConfig, Compressor, DistillationCallback
+from pruned_yolo.evaluation.validator import Validator
+from pruned_yolo.pruning import trace_forward
+from pruned_yolo.training import Callback, TrainConfig, load_hyp, train_or_resume
+from pruned_yolo.utils.torch_utils import count_params, gflops
 
-from pruned_yolo.checkpoint import load_model, save_checkpoint  # noqa: E402
-from pruned_yolo.compress import CompressConfig  # noqa: E402
-from pruned_yolo.compress.distill import DistillationCallback  # noqa: E402
-from pruned_yolo.compress.pipeline import Compressor  # noqa: E402
-from pruned_yolo.evaluation.validator import Validator  # noqa: E402
-from pruned_yolo.pruning.groups import trace_forward  # noqa: E402
-from pruned_yolo.pruning.pruner import rebuild  # noqa: E402
-from pruned_yolo.training import Callback, TrainConfig, Trainer, load_hyp  # noqa: E402
-from pruned_yolo.utils.torch_utils import count_params, gflops  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 DATA = SHARED / "datasets" / "coco128" / "coco128.yaml"
 DENSE_S = SHARED / "weights" / "yolov5s_v6.0.pt"
 DENSE_N = SHARED / "weights" / "yolov5n_v6.1.pt"
-RUNS = ROOT / "runs" / "headline"
-RESULTS = ROOT / "benchmarks" / "results"
+WORK = RUNS / "headline"
 LOGGER = logging.getLogger("headline")
 
 
@@ -137,8 +129,7 @@ class Bench:
         return {**load_hyp("finetune"), "lr0": self.args.lr0, "momentum": self.args.momentum}
 
     def save(self) -> None:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.doc, indent=2) + "\n")
+        write_results("headline", self.doc)
 
     def done(self, name: str) -> bool:
         return name in self.doc["models"] and "mAP50-95" in self.doc["models"][name]
@@ -149,7 +140,7 @@ class Bench:
         self.doc["models"][name] = {
             "name": name,
             "method": method,
-            "weights": str(Path(weights).relative_to(ROOT) if Path(weights).is_relative_to(ROOT) else weights),
+            "weights": relative(weights),
             "params": count_params(model),
             "gflops": round(gflops(model, self.args.imgsz), 4),
             "mAP50": round(m["mAP50"], 4),
@@ -168,7 +159,7 @@ class Bench:
     # -- our compress -------------------------------------------------------------------------
     def compress(self, name: str, weights: Path, **overrides) -> dict:
         a = self.args
-        run = RUNS / name
+        run = WORK / name
         settings = dict(
             weights=str(weights),
             data=str(DATA),
@@ -185,7 +176,7 @@ class Bench:
             distill=True,
             teacher=str(DENSE_S),
             latency_runs=0,
-            project=str(RUNS),
+            project=str(WORK),
             name=name,
             exist_ok=True,
             progress=False,
@@ -204,7 +195,7 @@ class Bench:
         epochs = self.args.sparsity_epochs + self.args.finetune_epochs
         self.record(
             name,
-            RUNS / name / "final.safetensors",
+            WORK / name / "final.safetensors",
             method,
             epochs,
             after_sparsity=r.get("sparse"),
@@ -214,18 +205,13 @@ class Bench:
 
     # -- Torch-Pruning baselines -----------------------------------------------------------------
     def train(self, name: str, weights: Path, epochs: int, callbacks: list, hyp: dict | None = None) -> Path:
+        """Train `name` (or resume it where it stopped; a finished run is not trained again)."""
         a = self.args
-        out = RUNS / name
-        last = out / "weights" / "last.safetensors"
-        if (out / "weights" / "last_state.safetensors").is_file():
-            Trainer.resume(out, callbacks).fit()
-            return last
         cfg = TrainConfig(
             data=str(DATA), weights=str(weights), epochs=epochs, imgsz=a.imgsz, batch=a.batch, nbs=a.batch,
-            hyp=hyp or self.hyp(), workers=a.workers, project=str(RUNS), name=name, exist_ok=True, progress=False,
+            hyp=hyp or self.hyp(), workers=a.workers, project=str(WORK), name=name, exist_ok=True, progress=False,
         )  # fmt: skip
-        Trainer(cfg, callbacks).fit()
-        return last
+        return train_or_resume(cfg, callbacks)
 
     def teacher(self) -> list:
         return [DistillationCallback(load_model(DENSE_S), 1.0)]
@@ -234,7 +220,7 @@ class Bench:
         name = f"tp_magnitude_{self.pct}{self.tag}"
         if self.done(name):
             return
-        pruned = RUNS / f"{name}_pruned.safetensors"
+        pruned = WORK / f"{name}_pruned.safetensors"
         if not pruned.is_file():
             target = self.args.flops_ratio * gflops(load_model(DENSE_S), self.args.imgsz)
             save_checkpoint(tp_prune(load_model(DENSE_S), "magnitude", target, self.args.imgsz), pruned)
@@ -266,7 +252,7 @@ class Bench:
         hyp = {**self.hyp(), "bn_lr_mult": a.bn_lr_mult}
         callbacks = [TPRegularizer(a.sparsity), *self.teacher()]
         sparse = self.train(f"{name}_sparsity", DENSE_S, a.sparsity_epochs, callbacks, hyp)
-        pruned = RUNS / f"{name}_pruned.safetensors"
+        pruned = WORK / f"{name}_pruned.safetensors"
         if not pruned.is_file():
             target = a.flops_ratio * gflops(load_model(DENSE_S), a.imgsz)
             save_checkpoint(tp_prune(load_model(sparse), "bnscale", target, a.imgsz), pruned)
@@ -300,44 +286,6 @@ class TPRegularizer(Callback):
         self.pruner.regularize(trainer.net, reg=self.reg)
 
 
-def tp_prune(model, kind: str, target_gflops: float, imgsz: int, steps: int = 14):
-    """Torch-Pruning global pruning of `model` to at most `target_gflops` (bisection on the ratio)."""
-    import torch_pruning as tp
-
-    def attempt(ratio: float):
-        m = copy.deepcopy(model).eval()
-        for p in m.parameters():
-            p.requires_grad_(True)
-        if kind == "bnscale":
-            imp, cls = tp.importance.BNScaleImportance(), tp.pruner.BNScalePruner
-        else:
-            imp, cls = tp.importance.MagnitudeImportance(p=1), tp.pruner.MagnitudePruner
-        pruner = cls(
-            m, torch.zeros(1, 3, 64, 64), importance=imp, pruning_ratio=ratio, global_pruning=True,
-            ignored_layers=list(m.detect.m), round_to=8, forward_fn=trace_forward,
-        )  # fmt: skip
-        pruner.step()
-        fresh = rebuild(m)
-        fresh.names, fresh.meta = model.names, copy.deepcopy(getattr(model, "meta", {}))
-        return fresh
-
-    lo, hi, best = 0.0, 0.95, None
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        m = attempt(mid)
-        g = gflops(m, imgsz)
-        if g <= target_gflops:
-            best, hi = m, mid
-            if g >= 0.98 * target_gflops:
-                break
-        else:
-            lo = mid
-    if best is None:
-        raise RuntimeError(f"Torch-Pruning {kind}: no ratio meets {target_gflops:.2f} GFLOPs")
-    LOGGER.info("Torch-Pruning %s: ratio %.4f -> %.3f GFLOPs", kind, hi, gflops(best, imgsz))
-    return best
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args()
@@ -363,14 +311,14 @@ def main() -> None:
         f"ablation_baseline_{pct}{t}": lambda: b.ours(
             f"ablation_baseline_{pct}{t}",
             "Baseline (bn importance, no mask, constant; pruned from the sparse model of +R)",
-            RUNS / f"ablation_R_{pct}{t}" / "round1" / "sparsity" / "weights" / "last.safetensors",
+            WORK / f"ablation_R_{pct}{t}" / "round1" / "sparsity" / "weights" / "last.safetensors",
             importance="bn",
             sparsity_epochs=0,
         ),
         f"ours_n{t}": lambda: b.ours(
             f"ours_n{t}",
             f"Pruned-YOLO R+S+C + distillation, round 2 from ours_{pct} to yolov5n's GFLOPs",
-            RUNS / f"ours_{pct}{t}" / "final.safetensors",
+            WORK / f"ours_{pct}{t}" / "final.safetensors",
             budget={"target_gflops": n_gflops},
         ),
         f"ours_{pct}{t}_budgetmask": lambda: b.ours(
@@ -405,7 +353,7 @@ def main() -> None:
             LOGGER.info("== %s done (%.0f s)", name, time.time() - t0)
     from headline_report import write_report  # noqa: PLC0415 (sibling script module)
 
-    write_report(b.doc, args, RESULTS, RUNS)
+    write_report(b.doc, args, WORK)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ were stopped, discussion) lives in `headline_notes.md` and is appended verbatim.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from common import RESULTS, ROOT, write_results
+
+from pruned_yolo.benchmark import onnx_latency_ms
 
 
 def ablation(pct: int) -> list[tuple[str, str]]:
@@ -20,15 +23,14 @@ def ablation(pct: int) -> list[tuple[str, str]]:
     ]
 
 
-def measure_latencies(doc: dict, root: Path, workdir: Path, imgsz: int, runs: int) -> None:
+def measure_latencies(doc: dict, workdir: Path, imgsz: int, runs: int) -> None:
     """ONNX Runtime batch-1 median latency of every model, interleaved in one run."""
-    from pruned_yolo.compress.report import measure_latency
-
-    models = {name: root / m["weights"] for name, m in doc["models"].items()}
+    models = {name: ROOT / m["weights"] for name, m in doc["models"].items()}
     models = {k: v for k, v in models.items() if v.is_file()}
     if not models or runs <= 0:
         return
-    lat = measure_latency(models, workdir / "latency", imgsz, runs, None)
+    (workdir / "latency").mkdir(parents=True, exist_ok=True)
+    lat = onnx_latency_ms(models, imgsz, runs, None, workdir / "latency")
     for name, ms in lat.items():
         doc["models"][name]["latency_ms"] = round(ms, 2)
     doc["latency"] = {"runtime": "onnxruntime", "batch": 1, "runs": runs, "interleaved": True}
@@ -162,11 +164,9 @@ def table(doc: dict) -> list[str]:
     return lines
 
 
-def write_report(doc: dict, args, results: Path, runs: Path) -> None:
-    root = results.parents[1]
-    measure_latencies(doc, root, runs, args.imgsz, args.latency_runs)
-    (results / "headline.json").write_text(json.dumps(doc, indent=2) + "\n")
-    plot(doc, results / "headline.png")
+def write_report(doc: dict, args, workdir: Path) -> None:
+    """Time every model (ONNX Runtime, in `workdir`), then write headline.json, headline.md and headline.png."""
+    measure_latencies(doc, workdir, args.imgsz, args.latency_runs)
     st = doc["settings"]
     lines = [
         "# Headline benchmark: yolov5s v6.0 compressed on coco128",
@@ -192,7 +192,8 @@ def write_report(doc: dict, args, results: Path, runs: Path) -> None:
         "`.venv/bin/python benchmarks/headline.py --flops-ratio R --only NAME` with the settings above.",
         "",
     ]
-    notes = results / "headline_notes.md"
+    notes = RESULTS / "headline_notes.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
-    (results / "headline.md").write_text("\n".join(lines))
+    write_results("headline", doc, lines)
+    plot(doc, RESULTS / "headline.png")

@@ -15,27 +15,19 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
+from common import SHARED, machine_text, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pruned_yolo import load_model
+from pruned_yolo.data.val_dataset import val_loader
+from pruned_yolo.evaluation.validator import Validator
+from pruned_yolo.pruning import Pruner, apply_hard_mask, measure, prune
 
-from pruned_yolo.checkpoint import load_model  # noqa: E402
-from pruned_yolo.data.val_dataset import val_loader  # noqa: E402
-from pruned_yolo.evaluation.validator import Validator  # noqa: E402
-from pruned_yolo.pruning import Pruner, apply_hard_mask, prune  # noqa: E402
-from pruned_yolo.utils.files import write_json  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 WEIGHTS = SHARED / "weights" / "yolov5s_v6.0.pt"
 DATA = SHARED / "datasets" / "coco128" / "coco128.yaml"
-RESULTS = ROOT / "benchmarks" / "results"
 CRITERIA = ("bn", "bn-kernel", "l1")
 
 
@@ -184,12 +176,10 @@ def main():
     validator = Validator(DATA, workers=args.workers)
     res = {
         "command": "python benchmarks/prune_criteria.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads",
+        "machine": machine_text(args.threads),
         "weights": str(WEIGHTS.name),
         "data": "coco128 val2017 (128 images)",
     }
-    from pruned_yolo.pruning import measure
-
     res["dense"] = measure(model)
     if not args.skip_val:
         res["dense"].update(evaluate(validator, model))
@@ -213,10 +203,9 @@ def main():
             row.update(evaluate(validator, pruned))
         res["pruned"].append(row)
         print(row, flush=True)
-        write_json(RESULTS / "prune_criteria.json", res)
+        write_results("prune_criteria", res)
     res["compensation"] = compensation_study(model, validator, args.skip_val)
-    write_json(RESULTS / "prune_criteria.json", res)
-    (RESULTS / "prune_criteria.md").write_text(to_markdown(res))
+    write_results("prune_criteria", res, to_markdown(res))
     batches = real_batches(validator, args.images)
     ex = {
         "command": res["command"],
@@ -227,7 +216,7 @@ def main():
         "raw = pre-decode head outputs (logits); decoded = boxes in pixels (up to ~1e3, float32 eps there ~1e-4).",
         "rows": exactness(model, batches),
     }
-    write_json(RESULTS / "prune_exactness.json", ex)
+    write_results("prune_exactness", ex)
     print(to_markdown(res))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,17 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from common import RESULTS, SHARED, machine_text, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pruned_yolo.checkpoint import load_model, save_checkpoint  # noqa: E402
-from pruned_yolo.models import build_model  # noqa: E402
-from pruned_yolo.pruning import measure, prune  # noqa: E402
-from pruned_yolo.utils.files import write_json  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
-RESULTS = ROOT / "benchmarks" / "results"
+from pruned_yolo import build_model, load_model, save_checkpoint
+from pruned_yolo.pruning import measure, prune
 
 MODELS = {
     "yolov5s_v6.0": lambda: load_model(SHARED / "weights" / "yolov5s_v6.0.pt"),
@@ -237,13 +229,11 @@ def main():
         for name in [n for n in names if n in ("yolov5l", "yolov5l-v4", "yolov5s_v6.0")]:
             results["timing"][name] = time_prune(name)
             print(name, results["timing"][name], flush=True)
-        write_json(args.out + ".json", results)
-        Path(args.out + ".md").write_text(to_markdown(results))
+        write_results(Path(args.out), results, to_markdown(results))
         return 0
     results = {
         "command": "python benchmarks/prune_sweep.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{args.threads} threads",
+        "machine": machine_text(args.threads),
         "models": {},
         "timing": {},
     }
@@ -251,8 +241,7 @@ def main():
         results["models"][name] = run_model(name, args.quick)
         if name in ("yolov5l", "yolov5l-v4", "yolov5s_v6.0"):
             results["timing"][name] = time_prune(name)
-        write_json(args.out + ".json", results)
-        Path(args.out + ".md").write_text(to_markdown(results))
+        write_results(Path(args.out), results, to_markdown(results))
     print(to_markdown(results))
     failures = [
         (n, x)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -27,12 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import ROOT, RUNS, SHARED, machine, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 DENSE = SHARED / "weights" / "yolov5s_v6.0.pt"
-RESULTS = ROOT / "benchmarks" / "results"
-WORK = ROOT / "runs" / "speed_pruned"
+WORK = RUNS / "speed_pruned"
 CLI = [sys.executable, "-m", "pruned_yolo"]
 # (name, fraction of the dense GFLOPs kept, round_to)
 VARIANTS = [
@@ -150,11 +147,12 @@ def main() -> None:
             }
         summary.append(row)
     s50 = next(s for s in summary if s["model"] == "yolov5s-keep50-r8")
+    host = machine()
     result = {
         "conditions": {
             **conditions,
-            "cpu_count": os.cpu_count(),
-            "cpu_model": _cpu_model(),
+            "cpu_count": host["cores"],
+            "cpu_model": host["cpu"],
             "threads": opt.threads,
             "runs": opt.runs,
             "torch_runs": opt.torch_runs,
@@ -183,20 +181,8 @@ def main() -> None:
         "torch": torch_res,
         "commands": log,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "speed_pruned.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "speed_pruned.md").write_text(markdown(result))
+    write_results("speed_pruned", result, markdown(result))
     print(markdown(result))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def markdown(r: dict) -> str:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -32,17 +30,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as pruned_yolo does; must precede torch
 
 import torch  # noqa: E402
+from common import RESULTS, SHARED, machine_text, write_results  # noqa: E402
 
 from pruned_yolo.data.config import load_data_config  # noqa: E402
 from pruned_yolo.training import Callback, TrainConfig, Trainer  # noqa: E402
 
-COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "coco128.yaml"
-OUT = ROOT / "benchmarks" / "results"
+COCO128 = SHARED / "datasets" / "coco128" / "coco128.yaml"
 
 
 class Interleave(Callback):
@@ -87,7 +83,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved full / bare blocks")
     ap.add_argument("--skip", type=int, default=2, help="warm-up steps discarded per block")
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--out", default=str(OUT / "train_throughput"))
+    ap.add_argument("--out", default=str(RESULTS / "train_throughput"))
     args = ap.parse_args()
 
     data = load_data_config(COCO128)
@@ -132,12 +128,9 @@ def main() -> None:
         "skipped_per_block": args.skip,
         "wall_s": round(wall, 1),
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine_text(),
         "command": "python benchmarks/train_throughput.py " + shlex.join(sys.argv[1:]),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = f"""# Training throughput: full loop vs bare forward + backward
 
 `{result["command"]}` ({result["machine"]}, {result["device"]}, {result["threads"]} torch threads,
@@ -153,7 +146,7 @@ def main() -> None:
 
 Ratio full / bare: **{full_med / bare_med:.3f}** (target <= 1.3).
 """
-    out.with_suffix(".md").write_text(md)
+    write_results(Path(args.out).with_suffix(""), result, md)
     print(md)
 
 

@@ -128,7 +128,7 @@ def test_accuracy_guard_keeps_the_last_round_within_the_limit(tmp_path, monkeypa
         v = scores.get(label, 0.1)
         return {"mAP50": v, "mAP50-95": v, "precision": v, "recall": v}
 
-    monkeypatch.setattr(Compressor, "_evaluate", fake_evaluate)
+    monkeypatch.setattr(Compressor, "evaluate", fake_evaluate)
     config = CompressConfig(
         weights=str(weights), data=str(data), target_flops_ratio=0.5, iterations=3, sparsity_epochs=0,
         finetune_epochs=0, imgsz=64, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=0,
@@ -176,7 +176,7 @@ def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, over
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the inputs were checked")
 
-    monkeypatch.setattr(Compressor, "_evaluate", no_work)
+    monkeypatch.setattr(Compressor, "evaluate", no_work)
     settings = dict(weights=str(weights), data=str(data), target_flops_ratio=0.5, imgsz=64, batch=2,
                     project=str(tmp_path / "runs"), progress=False)  # fmt: skip
     with pytest.raises(PrunedYoloError, match=message):

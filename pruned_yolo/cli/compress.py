@@ -107,5 +107,9 @@ def run(args):
         f"mAP50-95 {final['mAP50-95']:.4f} (dense {report['dense']['mAP50-95']:.4f}); "
         f"checkpoint {final['checkpoint']}, ONNX {final['onnx']}"
     )
+    if report.get("guard"):
+        from ..compress.report import guard_sentence
+
+        print(guard_sentence(report["guard"]))
     if args.json:
         write_json(args.json, report)

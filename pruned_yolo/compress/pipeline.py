@@ -240,7 +240,8 @@ class Compressor:
         c = self.config
         return [DistillationCallback(c.teacher or c.weights, c.distill_weight)] if c.distill else []
 
-    def _evaluate(self, model_or_path, label: str) -> dict:
+    def evaluate(self, model_or_path, label: str) -> dict:
+        """mAP50, mAP50-95, precision and recall of a model (or checkpoint) on the data's val split."""
         from ..evaluation.validator import Validator
 
         if not hasattr(self, "_validator"):
@@ -250,7 +251,8 @@ class Compressor:
         LOGGER.info("%s: mAP50 %.4f, mAP50-95 %.4f", label, m["mAP50"], m["mAP50-95"])
         return {"mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], "precision": m["precision"], "recall": m["recall"]}
 
-    def _cost(self, model) -> dict:
+    def cost(self, model) -> dict:
+        """Parameters and GFLOPs at the run's image size."""
         return {"params": count_params(model), "gflops": gflops(model, self.config.imgsz)}
 
     def check_inputs(self):
@@ -283,8 +285,8 @@ class Compressor:
         if self.state["dense"] is None:
             self.state["dense"] = {
                 "name": Path(c.weights).stem,
-                **self._cost(dense_model),
-                **self._evaluate(dense_model, "dense"),
+                **self.cost(dense_model),
+                **self.evaluate(dense_model, "dense"),
             }
             self._save_state()
         dense = self.state["dense"]
@@ -300,9 +302,53 @@ class Compressor:
         shutil.copyfile(kept or current, final)
         self.state["time_s"] = self.state.get("time_s", 0) + time.time() - t0
         self._save_state()
+        return self.report(final)
+
+    def report(self, final: Path) -> dict:
+        """Reference models, ONNX Runtime latency and the final ONNX export; writes report.*"""
+        from ..benchmark import onnx_latency_ms
+        from ..export.onnx import export_onnx
         from .report import write_report
 
-        return write_report(self, final)
+        c, state, out = self.config, self.state, self.dir
+        dense = dict(state["dense"], name=f"{state['dense']['name']} (dense)")
+        guard = state.get("guard")
+        rounds = [dict(r, name=f"round {r['round']}") for r in state["rounds"] if "mAP50-95" in r]
+        final_round = rounds[guard["final_round"] - 1] if guard else rounds[-1]
+        references = []
+        for ref in c.references:
+            model = load_model(ref)
+            stem = Path(ref).stem
+            references.append({"name": stem, "weights": str(ref), **self.cost(model), **self.evaluate(model, stem)})
+        paths = {"dense": Path(c.weights)} | {
+            f"round{r['round']}": out / f"round{r['round']}" / "model.safetensors" for r in rounds
+        }
+        paths |= {f"ref_{i}": Path(ref["weights"]) for i, ref in enumerate(references)}
+        if c.latency_runs > 0:
+            (out / "latency").mkdir(parents=True, exist_ok=True)
+            lat = onnx_latency_ms(paths, c.imgsz, c.latency_runs, c.threads, out / "latency")
+            for row, key in [(dense, "dense"), *((r, f"round{r['round']}") for r in rounds)]:
+                row["latency_ms"] = lat[key]
+            for i, ref in enumerate(references):
+                ref["latency_ms"] = lat[f"ref_{i}"]
+        export_onnx(load_model(final), out / "final.onnx", c.imgsz, 1, source=final.name)
+        report = {
+            "config": state["config"],
+            "dense": dense,
+            "references": references,
+            "rounds": rounds,
+            "final": {
+                "checkpoint": str(final),
+                "onnx": str(out / "final.onnx"),
+                "round": final_round["round"],
+                **{k: final_round[k] for k in ("params", "gflops", "mAP50", "mAP50-95") if k in final_round},
+                "latency_ms": final_round.get("latency_ms"),
+            },
+            "guard": guard,
+            "time_s": state.get("time_s"),
+        }
+        title = f"{Path(c.weights).name} on {Path(c.data).name} ({c.imgsz} px)"
+        return write_report(report, out, title)
 
     def _guard_stops(self, r: int, entry: dict, dense: dict) -> bool:
         """--max-map-drop: True when round r fell more than P points below the dense model.
@@ -356,7 +402,7 @@ class Compressor:
         if not self._done(f"round{r}/prune"):
             model = load_model(sparse)
             if c.sparsity_epochs > 0:
-                entry["sparse"] = self._evaluate(model, f"round {r} after sparsity training")
+                entry["sparse"] = self.evaluate(model, f"round {r} after sparsity training")
             pruned, report = prune(model, **prune_kwargs, bias_compensation=c.bias_compensation)
             save_checkpoint(pruned, pruned_path)
             entry["budget"] = c.round_budget(dense, r)
@@ -365,7 +411,7 @@ class Compressor:
                 "after": report["after"],
                 "removed_bottlenecks": report["removed_bottlenecks"],
             }
-            entry["pruned"] = self._evaluate(pruned, f"round {r} pruned, before fine-tuning")
+            entry["pruned"] = self.evaluate(pruned, f"round {r} pruned, before fine-tuning")
             self._mark(f"round{r}/prune")
         # 3. fine-tuning
         result = pruned_path
@@ -384,8 +430,8 @@ class Compressor:
         if not self._done(f"round{r}/evaluate"):
             model = load_model(result)
             save_checkpoint(model, out)
-            entry.update(self._cost(model))
-            entry.update(self._evaluate(model, f"round {r} result"))
+            entry.update(self.cost(model))
+            entry.update(self.evaluate(model, f"round {r} result"))
             entry["time_s"] = entry.get("time_s", 0) + time.time() - t0
             self._mark(f"round{r}/evaluate")
         return out

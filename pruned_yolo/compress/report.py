@@ -1,4 +1,4 @@
-"""The compress report: per-round table, ONNX Runtime latency, mAP-vs-cost plot, ONNX export.
+"""The compress report from plain data: per-round table, mAP-vs-cost plot, report.json.
 
 `report.json` holds, for the dense model, every reference model and every round:
 `params`, `gflops`, `latency_ms`, `mAP50`, `mAP50-95` (rounds also hold the scores right
@@ -10,18 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..checkpoint import load_model
 from ..utils.files import write_json
 
 LOGGER = logging.getLogger("pruned_yolo")
-
-
-def measure_latency(models: dict[str, Path], workdir: Path, imgsz: int, runs: int, threads: int | None) -> dict:
-    """ONNX Runtime median latency (ms, batch 1) of each checkpoint, all interleaved in one run."""
-    from ..benchmark.latency import onnx_latency_ms
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    return onnx_latency_ms(models, imgsz, runs, threads, workdir)
 
 
 def plot_tradeoff(rows: list[dict], references: list[dict], path: Path, title: str) -> Path:
@@ -90,68 +81,21 @@ def guard_sentence(guard: dict) -> str:
     return head + "and no round was within the limit: the final model is round 1, over the allowed drop."
 
 
-def write_report(compressor, final: Path) -> dict:
-    """Latency, ONNX export, report.json / report.md / report.png for a finished compress run."""
-    from ..export.onnx import export_onnx
-    from .pipeline import Compressor
+def write_report(report: dict, out: Path, title: str) -> dict:
+    """report.json / report.md / report.png of a finished compress run, from plain data.
 
-    assert isinstance(compressor, Compressor)
-    c, state, out = compressor.config, compressor.state, compressor.dir
-    dense = dict(state["dense"], name=f"{state['dense']['name']} (dense)")
-    guard = state.get("guard")
-    rounds = [dict(r, name=f"round {r['round']}") for r in state["rounds"] if "mAP50-95" in r]
-    final_round = rounds[guard["final_round"] - 1] if guard else rounds[-1]
-    references = []
-    for ref in c.references:
-        model = load_model(ref)
-        references.append(
-            {
-                "name": Path(ref).stem,
-                "weights": str(ref),
-                **compressor._cost(model),
-                **compressor._evaluate(model, f"reference {Path(ref).stem}"),
-            }
-        )
-    paths = {"dense": Path(c.weights)} | {
-        f"round{r['round']}": out / f"round{r['round']}" / "model.safetensors" for r in rounds
-    }
-    paths |= {f"ref_{i}": Path(ref["weights"]) for i, ref in enumerate(references)}
-    if c.latency_runs > 0:
-        lat = measure_latency(paths, out / "latency", c.imgsz, c.latency_runs, c.threads)
-        dense["latency_ms"] = lat["dense"]
-        for r in rounds:
-            r["latency_ms"] = lat[f"round{r['round']}"]
-        for i, ref in enumerate(references):
-            ref["latency_ms"] = lat[f"ref_{i}"]
-    export_onnx(load_model(final), out / "final.onnx", c.imgsz, 1, source=final.name)
-    report = {
-        "config": state["config"],
-        "dense": dense,
-        "references": references,
-        "rounds": rounds,
-        "final": {
-            "checkpoint": str(final),
-            "onnx": str(out / "final.onnx"),
-            "round": final_round["round"],
-            **{k: final_round[k] for k in ("params", "gflops", "mAP50", "mAP50-95") if k in final_round},
-            "latency_ms": final_round.get("latency_ms"),
-        },
-        "guard": guard,
-        "time_s": state.get("time_s"),
-    }
+    `report` holds `dense`, `references` and `rounds` (rows with `name`, `params`, `gflops`,
+    `mAP50`, `mAP50-95` and optionally `latency_ms`), `final` and `guard`."""
+    out = Path(out)
+    dense, references, rounds = report["dense"], report["references"], report["rounds"]
     write_json(out / "report.json", report)
-    plot_tradeoff(
-        [dense] + rounds,
-        references + [dense],
-        out / "report.png",
-        f"{Path(c.weights).stem} compressed on {Path(c.data).name} ({c.imgsz} px)",
-    )
-    lines = [f"# Compress report: {Path(c.weights).name} on {c.data}", ""]
-    lines += _md_table([dense] + references + rounds)
-    if guard:
-        lines += ["", guard_sentence(guard)]
+    plot_tradeoff([dense] + rounds, references + [dense], out / "report.png", title)
+    table = _md_table([dense] + references + rounds)
+    lines = [f"# Compress report: {title}", "", *table]
+    if report.get("guard"):
+        lines += ["", guard_sentence(report["guard"])]
     lines += ["", "![mAP vs cost](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    LOGGER.info("\n".join(_md_table([dense] + references + rounds)))
+    LOGGER.info("\n".join(table))
     LOGGER.info("report: %s", out / "report.md")
     return report

@@ -8,6 +8,18 @@ left. Every phase writes its outputs under the run folder and records itself in
 `state.json`; `resume=True` continues at the phase that was interrupted (a training phase
 resumes from its own last epoch).
 
+Default recipe, calibrated on HIT-UAV (`benchmarks/hituav.py`: a yolov5s fine-tuned 20
+epochs on 508 thermal drone images, 320 px, mAP50-95 0.2310; all at 50% of its GFLOPs, 28
+epochs, distillation; details in `benchmarks/results/hituav_notes.md`):
+
+* hyp `finetune` (lr0 5e-4), 4 sparsity + 10 fine-tune epochs (the old defaults): 0.029;
+  with hyp `scratch-low` (the dense model's own lr0 0.01) pruned models train again;
+* one round, 12 epochs fading the planned channels to 0 (`mask="fade"`), exact pruning
+  (0.1698 before and after), 16 epochs of training: **0.2226** (1.9M params; the default);
+* pruning at once with group-normalized ranking, then 28 epochs: 0.2191 (3.6M params);
+* restarting the lr schedule costs even the dense model 6-11 points for a few epochs
+  (0.224 -> 0.165 -> 0.114 in epochs 1, 2, 4): early per-epoch dips are the warm-up.
+
 Run folder:
 
     state.json                         phases done, per-round figures

@@ -222,3 +222,19 @@ def test_python_resume_rebuilds_registered_callbacks(tmp_path):
     a = load_model(tmp_path / "whole" / "weights" / "last.safetensors").state_dict()
     b = load_model(tmp_path / "cut" / "weights" / "last.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # the resumed run is the uninterrupted one
+
+
+def test_compress_int8_adds_a_scored_int8_export(tmp_path):
+    data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
+    torch.manual_seed(0)
+    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+    config = CompressConfig(
+        weights=str(weights), data=str(data), target_flops_ratio=0.6, sparsity_epochs=0, finetune_epochs=0,
+        imgsz=64, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=2, progress=False, int8=True,
+    )  # fmt: skip
+    report = compress(config)
+    int8 = report["final"]["int8"]
+    assert int8["onnx"].endswith("final_int8.onnx") and (tmp_path / "runs" / "exp" / "final_int8.onnx").is_file()
+    for key in ("mAP50", "mAP50-95", "latency_ms"):
+        assert key in int8 and key in int8["float32"]
+    assert "INT8" in (tmp_path / "runs" / "exp" / "report.md").read_text()

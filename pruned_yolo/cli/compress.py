@@ -68,6 +68,11 @@ def add_arguments(p):
     p.add_argument("--hyp", help="hyperparameters of both training phases (file or shipped name)")
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also quantize the final model to INT8 (ONNX Runtime, calibrated on train images), score and time it",
+    )
     p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
     p.add_argument("--threads", type=common.positive_int, help="ONNX Runtime threads for the latency (default: cores)")

@@ -102,6 +102,7 @@ class CompressConfig:
     name: str = "exp"
     exist_ok: bool = False
     latency_runs: int = 30
+    int8: bool = False  # also an INT8 ONNX Runtime export of the final model, scored and timed
     threads: int | None = None
     references: list[str] = field(default_factory=list)  # dense models drawn as reference points
     progress: bool = True
@@ -316,6 +317,34 @@ class Compressor:
         self._save_state()
         return self.report(final)
 
+    def int8_export(self, float_onnx: Path) -> dict:
+        """INT8 quantization of the final ONNX export (`--int8`), scored and timed against it."""
+        from ..benchmark import onnx_latency_ms
+        from ..evaluation.validator import Validator
+        from ..export import OnnxModel, quantize_onnx
+
+        c = self.config
+        path = quantize_onnx(float_onnx, float_onnx.with_name("final_int8.onnx"), c.data, c.imgsz)
+        scores = {}
+        for key, onnx in (("float32", float_onnx), ("int8", path)):
+            model = OnnxModel(onnx, c.threads)
+            validator = Validator(c.data, imgsz=c.imgsz, batch_size=c.batch, letterbox=model.letterbox_mode())
+            m = validator(model, "cpu", progress=False)
+            scores[key] = {"mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"]}
+        runs = max(c.latency_runs, 1)
+        lat = onnx_latency_ms({"float32": float_onnx, "int8": path}, c.imgsz, runs, c.threads, self.dir / "latency")
+        LOGGER.info(
+            "INT8: mAP50-95 %.4f (float32 %.4f), ONNX Runtime %.2f ms (float32 %.2f ms)",
+            scores["int8"]["mAP50-95"], scores["float32"]["mAP50-95"], lat["int8"], lat["float32"],
+        )  # fmt: skip
+        return {
+            "onnx": str(path),
+            **scores["int8"],
+            "latency_ms": lat["int8"],
+            "float32": {**scores["float32"], "latency_ms": lat["float32"]},
+            "letterbox": "square",
+        }
+
     def report(self, final: Path) -> dict:
         """Reference models, ONNX Runtime latency and the final ONNX export; writes report.*"""
         from ..benchmark import onnx_latency_ms
@@ -344,6 +373,7 @@ class Compressor:
             for i, ref in enumerate(references):
                 ref["latency_ms"] = lat[f"ref_{i}"]
         export_onnx(load_model(final), out / "final.onnx", c.imgsz, 1, source=final.name)
+        int8 = self.int8_export(out / "final.onnx") if c.int8 else None
         report = {
             "config": state["config"],
             "dense": dense,
@@ -355,6 +385,7 @@ class Compressor:
                 "round": final_round["round"],
                 **{k: final_round[k] for k in ("params", "gflops", "mAP50", "mAP50-95") if k in final_round},
                 "latency_ms": final_round.get("latency_ms"),
+                "int8": int8,
             },
             "guard": guard,
             "time_s": state.get("time_s"),

@@ -94,6 +94,14 @@ def write_report(report: dict, out: Path, title: str) -> dict:
     lines = [f"# Compress report: {title}", "", *table]
     if report.get("guard"):
         lines += ["", guard_sentence(report["guard"])]
+    int8 = report.get("final", {}).get("int8")
+    if int8:
+        f32 = int8["float32"]
+        lines += [
+            "",
+            f"INT8 (ONNX Runtime, square letterbox): mAP50-95 {int8['mAP50-95']:.4f} (float32 {f32['mAP50-95']:.4f}), "
+            f"{int8['latency_ms']:.2f} ms (float32 {f32['latency_ms']:.2f} ms): `{int8['onnx']}`",
+        ]
     lines += ["", "![mAP vs cost](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     LOGGER.info("\n".join(table))

@@ -37,7 +37,7 @@ from .augment import (
 from .images import _apply_exif_orientation, read_bytes, read_image
 from .index import DatasetIndex
 from .labels import EMPTY
-from .transforms import PAD_VALUE, letterbox, to_tensor_layout
+from .transforms import PAD_VALUE, collate_batch, letterbox, to_tensor_layout
 
 LOGGER = logging.getLogger("pruned_yolo")
 
@@ -252,13 +252,7 @@ class TrainDataset(Dataset):
             targets[:, 1:] = torch.from_numpy(xyxy_to_xywhn(labels, w, h))
         return torch.from_numpy(to_tensor_layout(im)), targets, meta
 
-    @staticmethod
-    def collate(batch):
-        """Stack images; targets get the image's slot in the batch in column 0."""
-        ims, targets, metas = zip(*batch)
-        for slot, t in enumerate(targets):
-            t[:, 0] = slot
-        return torch.stack(ims), torch.cat(targets), list(metas)
+    collate = staticmethod(collate_batch)
 
 
 class EpochSampler(Sampler[int]):

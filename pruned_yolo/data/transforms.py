@@ -67,3 +67,13 @@ def letterbox(
 def to_tensor_layout(im: np.ndarray) -> np.ndarray:
     """HWC BGR uint8 -> CHW RGB uint8, contiguous."""
     return np.ascontiguousarray(im[..., ::-1].transpose(2, 0, 1))
+
+
+def collate_batch(batch):
+    """Stack images; targets get the image's slot in the batch in column 0 (train and val loaders)."""
+    import torch
+
+    ims, targets, metas = zip(*batch)
+    for slot, t in enumerate(targets):
+        t[:, 0] = slot
+    return torch.stack(ims), torch.cat(targets), list(metas)

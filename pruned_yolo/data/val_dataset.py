@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import PrunedYoloError
 from .images import read_image
 from .index import DatasetIndex
-from .transforms import PAD_VALUE, letterbox, letterbox_shape, resize_long_side, to_tensor_layout
+from .transforms import PAD_VALUE, collate_batch, letterbox, letterbox_shape, resize_long_side, to_tensor_layout
 
 LOGGER = logging.getLogger("pruned_yolo")
 
@@ -116,12 +116,7 @@ class ValDataset(Dataset):
             meta["missing"] = True
         return torch.from_numpy(to_tensor_layout(im)), target, meta
 
-    @staticmethod
-    def collate(batch):
-        ims, targets, metas = zip(*batch)
-        for slot, t in enumerate(targets):
-            t[:, 0] = slot
-        return torch.stack(ims), torch.cat(targets), list(metas)
+    collate = staticmethod(collate_batch)
 
 
 def val_loader(dataset: ValDataset, workers: int = 2) -> DataLoader:

@@ -188,6 +188,20 @@ def _chain_widths(m: nn.Sequential) -> list[list[int]]:
     return [[b.cv1.conv.out_channels, b.cv2.conv.out_channels] for b in m]
 
 
+def _csp_spec(c_in, args, n, ctx, inner: tuple[str, ...]) -> dict[str, Any]:
+    """The explicit widths of a C3 / BottleneckCSP row `[c2, shortcut, g, e]`: every inner conv c2 * e."""
+    c2, shortcut, _g, e = _fill(args, [None, True, 1, 0.5])
+    c2 = _scaled(c2, ctx)
+    c_ = int(c2 * e)
+    return {
+        "c1": c_in,
+        "c2": c2,
+        **dict.fromkeys(inner, c_),
+        "bottlenecks": [[c_, c_] for _ in range(n)],
+        "shortcut": bool(shortcut),
+    }
+
+
 @register_module()
 class C3(YoloModule):
     """CSP block with 3 convs: cv3(cat(m(cv1(x)), cv2(x))).
@@ -226,17 +240,7 @@ class C3(YoloModule):
 
     @classmethod
     def from_yaml(cls, c_in, args, n, ctx):
-        c2, shortcut, _g, e = _fill(args, [None, True, 1, 0.5])
-        c2 = _scaled(c2, ctx)
-        c_ = int(c2 * e)
-        return {
-            "c1": c_in,
-            "c2": c2,
-            "c_cv1": c_,
-            "c_cv2": c_,
-            "bottlenecks": [[c_, c_] for _ in range(n)],
-            "shortcut": bool(shortcut),
-        }
+        return _csp_spec(c_in, args, n, ctx, inner=("c_cv1", "c_cv2"))
 
 
 @register_module()
@@ -281,18 +285,7 @@ class BottleneckCSP(YoloModule):
 
     @classmethod
     def from_yaml(cls, c_in, args, n, ctx):
-        c2, shortcut, _g, e = _fill(args, [None, True, 1, 0.5])
-        c2 = _scaled(c2, ctx)
-        c_ = int(c2 * e)
-        return {
-            "c1": c_in,
-            "c2": c2,
-            "c_cv1": c_,
-            "c_cv2": c_,
-            "c_cv3": c_,
-            "bottlenecks": [[c_, c_] for _ in range(n)],
-            "shortcut": bool(shortcut),
-        }
+        return _csp_spec(c_in, args, n, ctx, inner=("c_cv1", "c_cv2", "c_cv3"))
 
 
 @register_module()

@@ -126,6 +126,7 @@ class Bench:
         cfg = TrainConfig(
             data=self.p.data, weights=str(weights), epochs=epochs, imgsz=self.p.imgsz, batch=self.p.batch,
             hyp=hyp or load_hyp(self.p.hyp), seed=self.seed, project=str(self.runs), name=name, progress=False,
+            noval=True,  # rows use last.safetensors, scored once at the end: per-epoch val changes nothing
         )  # fmt: skip
         return train_or_resume(cfg, callbacks)
 
@@ -287,8 +288,12 @@ def rows(b: Bench) -> dict:
             n, "compress --target-flops-ratio 0.5 (library defaults)", target_flops_ratio=0.5
         ),
         "ours_50_oneshot": lambda n: b.compress(
-            n, "prune at once (group-normalized ranking), then 28 epochs", target_flops_ratio=0.5,
-            sparsity_epochs=0, finetune_epochs=b.compress_epochs, group_normalize="mean",
+            n,
+            "prune at once (group-normalized ranking), then 28 epochs",
+            target_flops_ratio=0.5,
+            sparsity_epochs=0,
+            finetune_epochs=b.compress_epochs,
+            group_normalize="mean",
         ),  # fmt: skip
         "dense_s_matched": b.dense_s_matched,
         "yolov5n_matched": b.yolov5n_matched,

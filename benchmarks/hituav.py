@@ -278,11 +278,23 @@ def tp_prune(model, kind: str, target_gflops: float, imgsz: int, steps: int = 14
     return best
 
 
+# the paper's Fig. 1 ablation: (row, method, settings); every row adds one element to the one before
+ABLATION_ROWS = [
+    ("ablation_baseline_50", "paper Baseline: |gamma|, no mask, constant factor",
+     dict(importance="bn", mask="none", sparsity_schedule="constant")),
+    ("ablation_R_50", "paper +R: bn-kernel, no mask, constant factor", dict(mask="none", sparsity_schedule="constant")),
+    ("ablation_RS_50", "paper +R+S: threshold soft mask, constant factor",
+     dict(mask="soft", sparsity_schedule="constant")),
+    ("ablation_RSC_50", "paper +R+S+C: threshold soft mask, cosine factor",
+     dict(mask="soft", sparsity_schedule="cosine")),
+]  # fmt: skip
+
+
 def rows(b: Bench) -> dict:
     """Row name -> the step that produces it, in the order they run."""
     split = dict(sparsity_epochs=b.split[0], finetune_epochs=b.split[1])
-    ablation = dict(mask_target="threshold", distill=True, **split)
-    return {
+    ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, **split)
+    table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(
             n, "compress --target-flops-ratio 0.5 (library defaults)", target_flops_ratio=0.5
@@ -307,40 +319,10 @@ def rows(b: Bench) -> dict:
             n, "ours_50 without distillation", target_flops_ratio=0.5, distill=False
         ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
-        "ablation_baseline_50": lambda n: b.compress(
-            n,
-            "paper Baseline: |gamma|, no mask, constant factor",
-            target_flops_ratio=0.5,
-            importance="bn",
-            mask="none",
-            sparsity_schedule="constant",
-            **ablation,
-        ),  # fmt: skip
-        "ablation_R_50": lambda n: b.compress(
-            n,
-            "paper +R: bn-kernel, no mask, constant factor",
-            target_flops_ratio=0.5,
-            mask="none",
-            sparsity_schedule="constant",
-            **ablation,
-        ),  # fmt: skip
-        "ablation_RS_50": lambda n: b.compress(
-            n,
-            "paper +R+S: threshold soft mask, constant factor",
-            target_flops_ratio=0.5,
-            mask="soft",
-            sparsity_schedule="constant",
-            **ablation,
-        ),  # fmt: skip
-        "ablation_RSC_50": lambda n: b.compress(
-            n,
-            "paper +R+S+C: threshold soft mask, cosine factor",
-            target_flops_ratio=0.5,
-            mask="soft",
-            sparsity_schedule="cosine",
-            **ablation,
-        ),  # fmt: skip
     }
+    for name, method, settings in ABLATION_ROWS:
+        table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)
+    return table
 
 
 def parse_args() -> argparse.Namespace:

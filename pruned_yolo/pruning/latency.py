@@ -87,6 +87,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils.torch_utils import cpu_model
 from .groups import PruningError, single_thread
 from .pruner import PrunePlan, Pruner, check_targets, prune
 
@@ -377,14 +378,7 @@ def probe_cost(probe: Probe) -> tuple[int, int]:
 
 def machine_info(runtime: str) -> dict:
     """What a latency table depends on besides threads and size: CPU, cores, OS, runtime version."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     if runtime == "onnxruntime":
         import onnxruntime
 

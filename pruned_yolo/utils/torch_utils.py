@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,3 +94,16 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str, half: bo
         model.fuse()
     model = model.to(device).eval()
     return model.half() if half else model.float()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one), for benchmark records and caches."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -122,10 +122,10 @@ class Bench:
         self.results.put(row)
         LOGGER.info("%s: mAP50-95 %.4f, %.3f GFLOPs, %d params", name, row["mAP50-95"], row["gflops"], row["params"])
 
-    def train(self, name: str, weights: Path, epochs: int, callbacks: list = (), hyp: dict | None = None) -> Path:
+    def train(self, name: str, weights: Path, epochs: int, callbacks: list = (), nbs: int = 64) -> Path:
         cfg = TrainConfig(
-            data=self.p.data, weights=str(weights), epochs=epochs, imgsz=self.p.imgsz, batch=self.p.batch,
-            hyp=hyp or load_hyp(self.p.hyp), seed=self.seed, project=str(self.runs), name=name, progress=False,
+            data=self.p.data, weights=str(weights), epochs=epochs, imgsz=self.p.imgsz, batch=self.p.batch, nbs=nbs,
+            hyp=load_hyp(self.p.hyp), seed=self.seed, project=str(self.runs), name=name, progress=False,
             noval=True,  # rows use last.safetensors, scored once at the end: per-epoch val changes nothing
         )  # fmt: skip
         return train_or_resume(cfg, callbacks)
@@ -137,10 +137,10 @@ class Bench:
     def dense_s(self, name: str) -> None:
         self.record(name, DENSE_S, "dense yolov5s as the user brings it", self.p.dense_epochs, 0.0)
 
-    def dense_s_matched(self, name: str) -> None:
-        last = self.train(name, DENSE_S, self.compress_epochs)
+    def dense_s_matched(self, name: str, nbs: int = 64) -> None:
+        last = self.train(name, DENSE_S, self.compress_epochs, nbs=nbs)
         self.record(
-            name, last, f"dense yolov5s trained {self.compress_epochs} more epochs (same hyp)",
+            name, last, f"dense yolov5s trained {self.compress_epochs} more epochs (same hyp, nbs {nbs})",
             self.p.dense_epochs + self.compress_epochs, self.train_seconds(self.runs / name),
         )  # fmt: skip
 
@@ -318,6 +318,9 @@ def rows(b: Bench) -> dict:
         "ours_50_nodistill": lambda n: b.compress(
             n, "ours_50 without distillation", target_flops_ratio=0.5, distill=False
         ),
+        # calibration: one optimizer step per batch (nbs = batch: 32 steps per epoch instead of 8)
+        "ours_50_nbs16": lambda n: b.compress(n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16),
+        "dense_s_matched_nbs16": lambda n: b.dense_s_matched(n, nbs=16),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

@@ -101,6 +101,21 @@ def add_weights(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def add_output_folder(p: argparse.ArgumentParser, project: str, what: str = "run") -> None:
+    """`--project/--name/--exist-ok`: where a command writes its folder (`project/name`, incremented)."""
+    p.add_argument("--project", default=project, help=f"parent folder of the {what}")
+    p.add_argument("--name", default="exp", help=f"{what} folder name (incremented if it exists)")
+    p.add_argument("--exist-ok", action="store_true", help=f"reuse an existing {what} folder")
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **values):
+    """A config dataclass from the parsed options of the same names (`values` take precedence)."""
+    from dataclasses import fields
+
+    given = vars(args) | values
+    return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
+
+
 def add_group_normalize(p: argparse.ArgumentParser) -> None:
     """`--group-normalize` of `prune` and `compress` (pruning.groups.GROUP_NORMALIZERS)."""
     from ..pruning.groups import GROUP_NORMALIZERS

@@ -80,9 +80,7 @@ def add_arguments(p):
     p.add_argument("--workers", type=common.non_negative_int, help="data loading processes")
     p.add_argument("--cache", choices=["ram"], default=None, help="keep decoded training images in RAM")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--project", default="runs/compress", help="parent folder of the run")
-    p.add_argument("--name", default="exp", help="run folder name (incremented if it exists)")
-    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
+    common.add_output_folder(p, "runs/compress")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted compress run")
     p.add_argument("--noval", action="store_true", help="no per-epoch validation inside the training phases")
     p.add_argument("--plots", action="store_true", help="training batch mosaics and gamma histograms")
@@ -97,14 +95,16 @@ def run(args):
     from ..compress import CompressConfig, compress
     from ..errors import PrunedYoloError
     from ..utils.files import write_json
+    from .common import config_from_args
 
     if args.resume:
         report = compress(None, resume_dir=args.resume)
     else:
         if not args.weights or not args.data:
             raise PrunedYoloError("--weights and --data are required (or --resume RUN_DIR)")
-        values = vars(args) | {"references": list(args.reference), "progress": not args.no_progress}
-        config = CompressConfig(**{f.name: values[f.name] for f in fields(CompressConfig) if f.name in values})
+        config = config_from_args(
+            CompressConfig, args, references=list(args.reference), progress=not args.no_progress
+        )  # fmt: skip
         report = compress(config)
     final = report["final"]
     print(

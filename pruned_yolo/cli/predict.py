@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_device, add_inference, add_weights, non_negative_int
+from .common import add_device, add_inference, add_output_folder, add_weights, non_negative_int
 
 HELP = "run detection on an image, a folder or a .txt list of images"
 
@@ -15,9 +15,7 @@ def add_arguments(p):
     p.add_argument("--classes", type=non_negative_int, nargs="+", help="keep only these class ids")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--multi-label", action="store_true", help="allow several classes per box")
-    p.add_argument("--project", default="runs/predict", help="parent folder of the results")
-    p.add_argument("--name", default="exp", help="results folder name (incremented if it exists)")
-    p.add_argument("--exist-ok", action="store_true", help="reuse an existing results folder")
+    add_output_folder(p, "runs/predict", "results")
     p.add_argument("--save-txt", action="store_true", help="write YOLO-format labels per image")
     p.add_argument("--save-conf", action="store_true", help="add the confidence to the --save-txt lines")
     p.add_argument("--save-json", action="store_true", help="write predictions.json with every detection")

@@ -10,6 +10,7 @@ HELP = "train a detector (YOLOv5 recipe); --resume RUN_DIR continues an interrup
 
 def add_arguments(p):
     from ..training.config import OPTIMIZERS
+    from .common import add_output_folder
 
     p.add_argument("--data", help="data YAML (ultralytics format: path, train, val, names)")
     src = p.add_mutually_exclusive_group()
@@ -25,9 +26,7 @@ def add_arguments(p):
     p.add_argument("--device", default="", help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
     p.add_argument("--workers", type=int, default=None, help="data loading processes per rank (default min(8, cores))")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores / processes)")
-    p.add_argument("--project", default="runs/train", help="parent folder of the run")
-    p.add_argument("--name", default="exp", help="run folder name (incremented if it exists)")
-    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
+    add_output_folder(p, "runs/train")
     p.add_argument("--seed", type=int, default=0, help="random seed (data augmentation, shuffling, init)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
     p.add_argument("--cache", choices=["ram"], default=None, help="decode every image once and keep it in RAM")
@@ -89,39 +88,13 @@ def add_schedule_and_mask_arguments(p) -> None:
 def config_from_args(args):
     from ..errors import PrunedYoloError
     from ..training import TrainConfig
+    from .common import config_from_args
 
     if not args.data:
         raise PrunedYoloError("--data is required (or --resume RUN_DIR)")
     if not args.cfg and not args.weights:
         raise PrunedYoloError("give --cfg (new model) or --weights (start from a checkpoint)")
-    return TrainConfig(
-        data=args.data,
-        cfg=args.cfg,
-        weights=args.weights,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        hyp=args.hyp,
-        device=args.device,
-        workers=args.workers,
-        threads=args.threads,
-        project=args.project,
-        name=args.name,
-        exist_ok=args.exist_ok,
-        seed=args.seed,
-        deterministic=args.deterministic,
-        cache=args.cache,
-        plots=args.plots,
-        sync_bn=args.sync_bn,
-        lr_schedule=args.lr_schedule,
-        patience=args.patience,
-        noval=args.noval,
-        nosave=args.nosave,
-        optimizer=args.optimizer,
-        nbs=args.nbs,
-        channels_last=args.channels_last,
-        progress=not args.no_progress,
-    )
+    return config_from_args(TrainConfig, args, progress=not args.no_progress)
 
 
 def sparsity_from_args(args):

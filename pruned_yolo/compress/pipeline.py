@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..checkpoint import load_model, save_checkpoint
 from ..errors import ConfigError, PrunedYoloError
-from ..pruning import prune
+from ..pruning import PruningError, check_targets, prune
 from ..utils.files import increment_dir, write_json
 from ..utils.torch_utils import count_params, gflops
 from .distill import DistillationCallback
@@ -52,6 +52,7 @@ from .sparsity import SparsityCallback, SparsityConfig
 LOGGER = logging.getLogger("pruned_yolo")
 
 PHASES = ("sparsity", "prune", "finetune", "evaluate")
+COMPRESS_TARGETS = ("target_flops_ratio", "target_gflops", "target_params_ratio")  # a FLOPs or params budget
 
 
 @dataclass
@@ -109,19 +110,17 @@ class CompressConfig:
     plots: bool = False
 
     def __post_init__(self):
-        targets = [t for t in ("target_flops_ratio", "target_gflops", "target_params_ratio") if getattr(self, t)]
-        if len(targets) != 1:
+        given = {t: getattr(self, t) for t in COMPRESS_TARGETS if getattr(self, t) is not None}
+        if len(given) != 1:
             raise ConfigError("give exactly one of --target-flops-ratio, --target-gflops, --target-params-ratio")
-        for k in ("target_flops_ratio", "target_params_ratio"):
-            v = getattr(self, k)
-            if v is not None and not 0 < v < 1:
-                raise ConfigError(f"--{k.replace('_', '-')} must be in (0, 1), got {v}")
+        try:
+            check_targets(**given)  # the ranges of every pruning target, checked in one place
+        except PruningError as e:
+            raise ConfigError(f"--{str(e).replace('_', '-')}") from None
         if self.iterations < 1:
             raise ConfigError("--iterations must be at least 1")
         if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("epochs must be >= 0")
-        if self.target_gflops is not None and not (math.isfinite(self.target_gflops) and self.target_gflops > 0):
-            raise ConfigError(f"--target-gflops must be a positive number, got {self.target_gflops}")
         positive = {"batch": self.batch, "nbs": self.nbs, "latency_runs": self.latency_runs + 1}
         for name, v in positive.items():
             if v < 1:

@@ -133,19 +133,17 @@ def random_affine(
     labels: np.ndarray,
     rng: np.random.Generator,
     out_shape: tuple[int, int],
-    degrees: float = 0.0,
-    translate: float = 0.1,
-    scale: float = 0.5,
-    shear: float = 0.0,
-    perspective: float = 0.0,
     area_thr: float = 0.1,
+    **warp: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp `im` (any size) into `out_shape` (h, w) with one random affine/perspective warp.
 
+    `warp` holds the ranges of `affine_matrix` (degrees, translate, scale, shear, perspective).
     Boxes follow the warp (enclosing box of the warped corners), are clipped to the output
     and dropped when degenerate (see `box_candidates`).
     """
-    M, s = affine_matrix(rng, im.shape[:2], out_shape, degrees, translate, scale, shear, perspective)
+    M, s = affine_matrix(rng, im.shape[:2], out_shape, **warp)
+    perspective = warp.get("perspective", 0.0)
     h, w = out_shape
     border = (PAD_VALUE, PAD_VALUE, PAD_VALUE)
     if perspective:

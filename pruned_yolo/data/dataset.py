@@ -127,6 +127,7 @@ class TrainDataset(Dataset):
             raise PrunedYoloError(f"image size {imgsz} is not a multiple of the stride {stride}")
         unknown = set(hyp or {}) - set(DEFAULT_HYP)
         self.hyp = {**DEFAULT_HYP, **{k: float(v) for k, v in (hyp or {}).items() if k in DEFAULT_HYP}}
+        self.warp = {k: self.hyp[k] for k in ("degrees", "translate", "scale", "shear", "perspective")}
         if unknown:
             LOGGER.debug("TrainDataset ignores hyp keys %s", sorted(unknown))
         self.imgsz, self.augment, self.stride, self.seed = imgsz, augment, stride, int(seed)
@@ -203,10 +204,7 @@ class TrainDataset(Dataset):
         center = rng.uniform(s / 2, 3 * s / 2, 2)
         ims, labels = zip(*(self._image_and_labels(j) for j in idx))
         canvas, labels = mosaic_canvas(list(ims), list(labels), s, (center[0], center[1]))
-        h = self.hyp
-        return random_affine(
-            canvas, labels, rng, (s, s), h["degrees"], h["translate"], h["scale"], h["shear"], h["perspective"]
-        )
+        return random_affine(canvas, labels, rng, (s, s), **self.warp)
 
     def _letterboxed(self, i: int) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float]]:
         im, labels = self._image_and_labels(i)
@@ -233,10 +231,7 @@ class TrainDataset(Dataset):
             im, labels, ratio, pad = self._letterboxed(i)
             if self.augment:
                 s = self.imgsz
-                im, labels = random_affine(
-                    im, labels, rng, (s, s), hyp["degrees"], hyp["translate"], hyp["scale"], hyp["shear"],
-                    hyp["perspective"],
-                )  # fmt: skip
+                im, labels = random_affine(im, labels, rng, (s, s), **self.warp)
             else:
                 meta.update(ratio=ratio, pad=pad)
             meta["mosaic"] = False

@@ -37,7 +37,6 @@ from .latency import (
     OrtTimer,
     Probe,
     TorchTimer,
-    format_latency,
     latency_table,
     make_timer,
     prune_to_latency,
@@ -53,7 +52,8 @@ from .masks import (
     gamma_stats,
     mask_fraction,
 )
-from .pruner import PrunePlan, Pruner, equivalent_hard_mask, format_table, prune, rebuild
+from .pruner import TARGETS, PrunePlan, Pruner, check_targets, equivalent_hard_mask, prune, rebuild
+from .report import format_latency, format_table
 
 __all__ = [
     "BottleneckRef",
@@ -74,6 +74,7 @@ __all__ = [
     "PrunePlan",
     "Pruner",
     "PruningError",
+    "TARGETS",
     "TorchTimer",
     "apply_channel_plan",
     "apply_hard_mask",
@@ -83,6 +84,7 @@ __all__ = [
     "bn_mask_threshold",
     "bottleneck_scores",
     "build_groups",
+    "check_targets",
     "check_prunable",
     "compensate_bias",
     "compute_mask",

@@ -906,20 +906,3 @@ def _best(iterations: list[dict], target: float) -> int:
     if under:
         return max(under, key=lambda i: iterations[i]["measured_ms"])
     return min(range(len(iterations)), key=lambda i: iterations[i]["measured_ms"])
-
-
-def format_latency(report: dict) -> str:
-    """One paragraph for the command line: target, predicted, measured, dense, window, table."""
-    lat = report["latency"]
-    t = lat["table"]
-    h, w = lat["imgsz"]
-    lines = [
-        f"latency ({lat['runtime']}, {lat['threads']} threads, {h}x{w}, batch 1): target {lat['target_ms']:.3f} ms, "
-        f"predicted {lat['predicted_ms']:.3f} ms, measured {lat['measured_ms']:.3f} ms "
-        f"({lat['measured_ms'] / lat['target_ms']:.1%} of the target; dense {lat['dense_ms']:.3f} ms)",
-        f"window {lat['window_ms'][0]:.3f}-{lat['window_ms'][1]:.3f} ms: "
-        + ("met" if lat["within"] else "NOT met")
-        + f" after {len(lat['iterations'])} measurement(s); latency table: {t['measured']} block variants measured, "
-        f"{t['cached']} from the cache" + (f" ({t['path']})" if t["path"] else ""),
-    ]
-    return "\n".join(lines)

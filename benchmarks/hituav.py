@@ -321,6 +321,10 @@ def rows(b: Bench) -> dict:
         # calibration: one optimizer step per batch (nbs = batch: 32 steps per epoch instead of 8)
         "ours_50_nbs16": lambda n: b.compress(n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16),
         "dense_s_matched_nbs16": lambda n: b.dense_s_matched(n, nbs=16),
+        # calibration: one lr schedule over both phases (no warm-up restart before fine-tuning)
+        "ours_50_continuous": lambda n: b.compress(
+            n, "ours_50 with --lr-plan continuous", target_flops_ratio=0.5, lr_plan="continuous"
+        ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

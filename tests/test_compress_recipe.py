@@ -238,3 +238,49 @@ def test_compress_int8_adds_a_scored_int8_export(tmp_path):
     for key in ("mAP50", "mAP50-95", "latency_ms"):
         assert key in int8 and key in int8["float32"]
     assert "INT8" in (tmp_path / "runs" / "exp" / "report.md").read_text()
+
+
+def test_compress_to_a_latency_target(tmp_path, monkeypatch):
+    """--target-latency-ms: measured once as a GFLOPs budget on the dense model, final timed again."""
+    from pruned_yolo.pruning import Probe, make_timer
+
+    monkeypatch.setenv("PRUNED_YOLO_CACHE", str(tmp_path / "cache"))
+    data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg())
+    weights = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    dense_ms = make_timer("onnxruntime")([Probe("dense", model.eval(), [(1, 3, 128, 128)], "model")])[0]
+    config = CompressConfig(
+        weights=str(weights), data=str(data), target_latency_ms=0.75 * dense_ms, sparsity_epochs=0,
+        finetune_epochs=0, imgsz=128, round_to=1, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=3,
+        progress=False,
+    )  # fmt: skip
+    report = compress(config)
+    lt = report["latency_target"]
+    assert lt["target_ms"] == pytest.approx(0.75 * dense_ms) and lt["gflops"] < report["dense"]["gflops"]
+    assert report["final"]["gflops"] <= lt["gflops"] * 1.0001  # the run pruned to the measured budget
+    assert lt["measured_ms"] == report["final"]["latency_ms"] and lt["met"] == (lt["measured_ms"] <= lt["target_ms"])
+    assert "Latency target" in (tmp_path / "runs" / "exp" / "report.md").read_text()
+    resumed = compress(None, resume_dir=tmp_path / "runs" / "exp")  # the budget is kept, not measured again
+    assert resumed["latency_target"]["gflops"] == lt["gflops"]
+
+
+def test_continuous_lr_plan_warms_up_once_and_decays_once():
+    """lr_plan continuous: only the first phase warms up, only the last fine-tuning decays."""
+    cfg = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, iterations=2, lr_plan="continuous")
+    phases = [(r, phase) for r in (1, 2) for phase in ("sparsity", "finetune")]
+    plan = [cfg.phase_lr(r, phase) for r, phase in phases]
+    assert plan == [
+        {"lrf": 1.0},
+        {"warmup_epochs": 0.0, "lrf": 1.0},
+        {"warmup_epochs": 0.0, "lrf": 1.0},
+        {"warmup_epochs": 0.0},
+    ]
+    no_sparsity = CompressConfig(
+        weights="w", data="d", target_flops_ratio=0.5, sparsity_epochs=0, lr_plan="continuous"
+    )  # fmt: skip
+    assert no_sparsity.phase_lr(1, "finetune") == {}  # the first phase keeps its warm-up
+    per_phase = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan="per-phase")
+    assert per_phase.phase_lr(1, "finetune") == {}
+    with pytest.raises(ConfigError):
+        CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan="cyclic")

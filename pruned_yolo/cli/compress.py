@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, fields
 
-from ..compress.pipeline import CompressConfig
+from ..compress.pipeline import LR_PLANS, CompressConfig
 
 HELP = "compress a checkpoint to a budget: K rounds of sparsity training, pruning, fine-tuning; writes a report"
 
@@ -23,6 +23,13 @@ def add_arguments(p):
     t.add_argument("--target-flops-ratio", type=float, metavar="F", help="final GFLOPs as a fraction of the dense")
     t.add_argument("--target-gflops", type=float, metavar="G", help="final GFLOPs at --imgsz")
     t.add_argument("--target-params-ratio", type=float, metavar="P", help="final parameters as a fraction")
+    t.add_argument(
+        "--target-latency-ms",
+        type=float,
+        metavar="T",
+        help="ONNX Runtime latency (ms, batch 1, --threads) on this machine: made a GFLOPs budget by pruning the "
+        "dense model to it once (measured), the final model timed again",
+    )
     p.add_argument("--iterations", type=int, help="rounds K; round r prunes to target^(r/K)")
     p.add_argument("--sparsity-epochs", type=int, help="sparsity-training epochs per round")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs per round")
@@ -66,6 +73,12 @@ def add_arguments(p):
     p.add_argument("--batch", type=common.positive_int, help="training batch size")
     p.add_argument("--nbs", type=int, default=64, help="nominal batch (accumulation); --nbs = --batch: more steps")
     p.add_argument("--hyp", help="hyperparameters of both training phases (file or shipped name)")
+    p.add_argument(
+        "--lr-plan",
+        choices=LR_PLANS,
+        help="per-phase: each training phase warms up and decays; continuous: one warm-up, lr0 held until the "
+        "last fine-tuning, which decays (no restart)",
+    )
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")
     p.add_argument(

@@ -52,7 +52,13 @@ from .sparsity import SparsityCallback, SparsityConfig
 LOGGER = logging.getLogger("pruned_yolo")
 
 PHASES = ("sparsity", "prune", "finetune", "evaluate")
-COMPRESS_TARGETS = ("target_flops_ratio", "target_gflops", "target_params_ratio")  # a FLOPs or params budget
+# how the learning rate runs over the training phases of a run:
+# per-phase: every phase warms up and decays (a separate `train` run each);
+# continuous: one warm-up at the start, lr0 held through the sparsity phases and the fine-tuning
+# of the rounds before the last, and one decay over the last fine-tuning (no restart dip)
+LR_PLANS = ("per-phase", "continuous")
+# a FLOPs, params or latency budget (a latency becomes a GFLOPs budget measured once, see latency_budget)
+COMPRESS_TARGETS = ("target_flops_ratio", "target_gflops", "target_params_ratio", "target_latency_ms")
 
 
 @dataclass
@@ -64,6 +70,7 @@ class CompressConfig:
     target_flops_ratio: float | None = None
     target_gflops: float | None = None
     target_params_ratio: float | None = None
+    target_latency_ms: float | None = None  # ONNX Runtime, batch 1 at imgsz, `threads` threads, this machine
     # The recipe (calibrated on HIT-UAV, see the module docstring): one round; the sparsity phase
     # trains the dense model at the full training lr while the channels that the round will
     # prune fade to zero (so that pruning removes silent channels), then the pruned model
@@ -92,6 +99,7 @@ class CompressConfig:
     batch: int = 16
     nbs: int = 64  # nominal batch (gradient accumulation); = batch for more steps on small data
     hyp: str | dict = "scratch-low"
+    lr_plan: str = "per-phase"  # LR_PLANS
     bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
     optimizer: str = "SGD"
     noval: bool = False  # no per-epoch validation inside the training phases (each phase is still evaluated)
@@ -112,7 +120,9 @@ class CompressConfig:
     def __post_init__(self):
         given = {t: getattr(self, t) for t in COMPRESS_TARGETS if getattr(self, t) is not None}
         if len(given) != 1:
-            raise ConfigError("give exactly one of --target-flops-ratio, --target-gflops, --target-params-ratio")
+            raise ConfigError(
+                "give exactly one of --target-flops-ratio, --target-gflops, --target-params-ratio, --target-latency-ms"
+            )
         try:
             check_targets(**given)  # the ranges of every pruning target, checked in one place
         except PruningError as e:
@@ -137,7 +147,17 @@ class CompressConfig:
             )
         if self.layers < 0:
             raise ConfigError(f"--layers must be >= 0, got {self.layers}")
+        if self.lr_plan not in LR_PLANS:
+            raise ConfigError(f"--lr-plan must be one of {', '.join(LR_PLANS)}, got {self.lr_plan!r}")
         self.sparsity_config({"target_flops_ratio": 0.5})  # validates the sparsity settings
+
+    def phase_lr(self, r: int, phase: str) -> dict:
+        """Hyp overrides of round r's `phase` ("sparsity" or "finetune") under `lr_plan`."""
+        if self.lr_plan == "per-phase":
+            return {}
+        first = r == 1 and (phase == "sparsity" or self.sparsity_epochs == 0)
+        last = r == self.iterations and phase == "finetune"
+        return {**({} if first else {"warmup_epochs": 0.0}), **({} if last else {"lrf": 1.0})}
 
     def sparsity_config(self, prune_kwargs: dict | None = None) -> SparsityConfig:
         """The sparsity phase's settings; `prune_kwargs` (the round's pruning) feed `mask_target` budget."""
@@ -169,7 +189,10 @@ class CompressConfig:
         k = self.iterations
         if self.target_params_ratio:
             return {"target_params_ratio": self.target_params_ratio ** (r / k)}
-        final = self.target_flops_ratio or self.target_gflops / dense["gflops"]
+        if self.target_latency_ms:
+            final = dense["latency_budget"]["gflops"] / dense["gflops"]
+        else:
+            final = self.target_flops_ratio or self.target_gflops / dense["gflops"]
         if not 0 < final < 1:
             raise ConfigError(f"--target-gflops {self.target_gflops} must be below the dense {dense['gflops']:.2f}")
         return {"target_gflops": dense["gflops"] * final ** (r / k)}
@@ -217,12 +240,14 @@ class Compressor:
         return self.state["rounds"][r - 1]
 
     # -- phases ---------------------------------------------------------------------------------
-    def _train(self, weights: Path, out: Path, epochs: int, callbacks: list, bn_lr_mult: float = 1.0) -> Path:
+    def _train(
+        self, weights: Path, out: Path, epochs: int, callbacks: list, bn_lr_mult: float = 1.0, lr: dict | None = None
+    ) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
         from ..training import TrainConfig, load_hyp, train_or_resume
 
         c = self.config
-        hyp = load_hyp(c.hyp)
+        hyp = {**load_hyp(c.hyp), **(lr or {})}
         if bn_lr_mult != 1.0:
             hyp["bn_lr_mult"] = bn_lr_mult
         cfg = TrainConfig(
@@ -301,6 +326,9 @@ class Compressor:
                 **self.evaluate(dense_model, "dense"),
             }
             self._save_state()
+        if c.target_latency_ms and "latency_budget" not in self.state["dense"]:
+            self.state["dense"]["latency_budget"] = self.latency_budget(dense_model)
+            self._save_state()
         dense = self.state["dense"]
         current, kept = Path(c.weights), None
         for r in range(1, c.iterations + 1):
@@ -315,6 +343,34 @@ class Compressor:
         self.state["time_s"] = self.state.get("time_s", 0) + time.time() - t0
         self._save_state()
         return self.report(final)
+
+    def latency_budget(self, dense_model) -> dict:
+        """--target-latency-ms as a GFLOPs budget: the dense model pruned to the latency measured here.
+
+        `prune_to_latency` (per-block latency table of this machine's ONNX Runtime, measured
+        correction) plans on the dense model's ranking; the GFLOPs of that model become the
+        run's budget. The final model's latency is measured again in the report."""
+        from ..pruning import prune_to_latency
+
+        c = self.config
+        pruned, rep = prune_to_latency(
+            dense_model, c.target_latency_ms, imgsz=c.imgsz, threads=c.threads, importance=c.importance,
+            round_to=c.round_to, group_normalize=c.group_normalize,
+        )  # fmt: skip
+        lat = rep["latency"]
+        budget = {
+            "target_ms": c.target_latency_ms,
+            "dense_ms": lat["dense_ms"],
+            "planned_ms": lat["measured_ms"],
+            "gflops": gflops(pruned, c.imgsz),
+            "threads": lat["threads"],
+        }
+        LOGGER.info(
+            "latency target %.2f ms (dense %.2f ms): the dense model pruned to it measures %.2f ms at %.3f GFLOPs, "
+            "the budget of this run",
+            budget["target_ms"], budget["dense_ms"], budget["planned_ms"], budget["gflops"],
+        )  # fmt: skip
+        return budget
 
     def int8_export(self, float_onnx: Path) -> dict:
         """INT8 quantization of the final ONNX export (`--int8`), scored and timed against it."""
@@ -387,10 +443,24 @@ class Compressor:
                 "int8": int8,
             },
             "guard": guard,
+            "latency_target": self._latency_verdict(final_round),
             "time_s": state.get("time_s"),
         }
         title = f"{Path(c.weights).name} on {Path(c.data).name} ({c.imgsz} px)"
         return write_report(report, out, title)
+
+    def _latency_verdict(self, final_round: dict) -> dict | None:
+        """--target-latency-ms: the final model's measured latency against the target."""
+        budget = self.state["dense"].get("latency_budget")
+        if not budget:
+            return None
+        measured = final_round.get("latency_ms")
+        target = budget["target_ms"]
+        return {
+            **budget,
+            "measured_ms": measured,
+            "met": None if measured is None else measured <= target,
+        }
 
     def _guard_stops(self, r: int, entry: dict, dense: dict) -> bool:
         """--max-map-drop: True when round r fell more than P points below the dense model.
@@ -437,6 +507,7 @@ class Compressor:
                     c.sparsity_epochs,
                     callbacks,
                     bn_lr_mult=c.bn_lr_mult,
+                    lr=c.phase_lr(r, "sparsity"),
                 )
                 self._mark(f"round{r}/sparsity")
         # 2. pruning to the round's budget (and the score right after it, before fine-tuning)
@@ -465,6 +536,7 @@ class Compressor:
                     rdir / "finetune",
                     c.finetune_epochs,
                     self._distillation(),
+                    lr=c.phase_lr(r, "finetune"),
                 )
                 self._mark(f"round{r}/finetune")
         # 4. evaluation of the round's result

@@ -81,6 +81,19 @@ def guard_sentence(guard: dict) -> str:
     return head + "and no round was within the limit: the final model is round 1, over the allowed drop."
 
 
+def latency_sentence(lt: dict) -> str:
+    """What --target-latency-ms asked for and what the final model measures."""
+    head = (
+        f"Latency target {lt['target_ms']:.2f} ms (ONNX Runtime, {lt['threads']} threads; "
+        f"dense {lt['dense_ms']:.2f} ms): budget {lt['gflops']:.3f} GFLOPs "
+        f"(the dense model pruned to it measured {lt['planned_ms']:.2f} ms); "
+    )
+    if lt["measured_ms"] is None:
+        return head + "final model not timed (--latency-runs 0)."
+    verdict = "met" if lt["met"] else "NOT met"
+    return head + f"final model {lt['measured_ms']:.2f} ms: {verdict}."
+
+
 def write_report(report: dict, out: Path, title: str) -> dict:
     """report.json / report.md / report.png of a finished compress run, from plain data.
 
@@ -94,6 +107,8 @@ def write_report(report: dict, out: Path, title: str) -> dict:
     lines = [f"# Compress report: {title}", "", *table]
     if report.get("guard"):
         lines += ["", guard_sentence(report["guard"])]
+    if report.get("latency_target"):
+        lines += ["", latency_sentence(report["latency_target"])]
     int8 = report.get("final", {}).get("int8")
     if int8:
         f32 = int8["float32"]

@@ -325,6 +325,9 @@ def rows(b: Bench) -> dict:
         "ours_50_continuous": lambda n: b.compress(
             n, "ours_50 with --lr-plan continuous", target_flops_ratio=0.5, lr_plan="continuous"
         ),
+        "ours_50_nbs16_continuous": lambda n: b.compress(
+            n, "ours_50 with nbs 16 and --lr-plan continuous", target_flops_ratio=0.5, nbs=16, lr_plan="continuous"
+        ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

@@ -107,3 +107,18 @@ def test_truncated_official_checkpoint_is_a_clear_error(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError):
         load_model(cut)
+
+
+def test_convert_checkpoint_from_python_never_makes_a_folder_of_a_file_name(tmp_path):
+    """The destination rule lives in the library: a `.pt` name is refused, not made a folder."""
+    from pruned_yolo.models import build_model
+
+    from .conftest import tiny_cfg
+
+    src = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+    with pytest.raises(CheckpointError, match="give a .safetensors file or a folder"):
+        convert_checkpoint(src, tmp_path / "conv.pt")
+    assert not (tmp_path / "conv.pt").exists()
+    with pytest.raises(CheckpointError, match="overwrite"):
+        convert_checkpoint(src, src)
+    assert convert_checkpoint(src, tmp_path / "out") == tmp_path / "out" / "tiny.safetensors"

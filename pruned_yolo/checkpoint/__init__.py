@@ -33,19 +33,30 @@ def load_model(path: str | Path) -> YOLO:
     return load_ultralytics(path) if kind == "ultralytics" else load_native(path)
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """Convert any supported checkpoint to ours; `dst` is a file or a folder."""
-    model = load_model(src)
+def converted_path(src: str | Path, dst: str | Path) -> Path:
+    """Where `convert_checkpoint(src, dst)` writes: `dst` if it is a .safetensors file path, else
+    `<src stem>.safetensors` in the folder `dst`. A new name with another suffix is refused (it
+    is a file name, never a folder to create), as is overwriting `src`."""
     dst = Path(dst)
-    if dst.suffix != SUFFIX:
-        dst = dst / (Path(src).stem + SUFFIX)
-    return save_checkpoint(model, dst)
+    if dst.suffix and dst.suffix != SUFFIX and not dst.is_dir():
+        raise CheckpointError(f"{dst}: give a {SUFFIX} file or a folder")
+    out = dst / (Path(src).stem + SUFFIX) if dst.is_dir() or not dst.suffix else dst
+    if out.resolve() == Path(src).resolve():
+        raise CheckpointError(f"{out} would overwrite the source checkpoint SRC")
+    return out
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Convert any supported checkpoint to ours; `dst` is a file or a folder (see converted_path)."""
+    out = converted_path(src, dst)
+    return save_checkpoint(load_model(src), out)
 
 
 __all__ = [
     "SUFFIX",
     "checkpoint_kind",
     "convert_checkpoint",
+    "converted_path",
     "load_model",
     "load_native",
     "load_ultralytics",

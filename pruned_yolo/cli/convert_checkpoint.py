@@ -11,17 +11,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from pathlib import Path
+    from ..checkpoint import convert_checkpoint
 
-    from ..checkpoint import SUFFIX, convert_checkpoint
-    from ..errors import PrunedYoloError
-
-    dst = Path(args.dst)
-    # a new name with a suffix is a file path: never create a folder called out/conv.pt/
-    if dst.suffix and dst.suffix != SUFFIX and not dst.is_dir():
-        raise PrunedYoloError(f"DST {dst}: give a {SUFFIX} file or a folder")
-    out = dst / (Path(args.src).stem + SUFFIX) if dst.is_dir() or not dst.suffix else dst
-    if out.resolve() == Path(args.src).resolve():
-        raise PrunedYoloError(f"DST {out} would overwrite SRC")
-    out = convert_checkpoint(args.src, out)
+    out = convert_checkpoint(args.src, args.dst)
     print(f"saved {out}")

@@ -116,6 +116,13 @@ def config_from_args(cls: type, args: argparse.Namespace, **values):
     return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
 
 
+def add_cache(p: argparse.ArgumentParser) -> None:
+    from ..data.dataset import CACHE_MODES
+
+    modes = [m for m in CACHE_MODES if m]
+    p.add_argument("--cache", choices=modes, default=None, help="decode every training image once and keep it in RAM")
+
+
 def add_group_normalize(p: argparse.ArgumentParser) -> None:
     """`--group-normalize` of `prune` and `compress` (pruning.groups.GROUP_NORMALIZERS)."""
     from ..pruning.groups import GROUP_NORMALIZERS

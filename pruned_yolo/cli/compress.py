@@ -91,7 +91,7 @@ def add_arguments(p):
     p.add_argument("--threads", type=common.positive_int, help="ONNX Runtime threads for the latency (default: cores)")
     p.add_argument("--device", type=common.device, help="cpu, 0, cuda:1 ... (default: first GPU if any, else cpu)")
     p.add_argument("--workers", type=common.non_negative_int, help="data loading processes")
-    p.add_argument("--cache", choices=["ram"], default=None, help="keep decoded training images in RAM")
+    common.add_cache(p)
     p.add_argument("--seed", type=int, default=0, help="random seed")
     common.add_output_folder(p, "runs/compress")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted compress run")

@@ -11,6 +11,7 @@ FORMATS = ("onnx",)
 
 def add_arguments(p):
     from ..export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+    from ..export.quantize import QUANT_FORMATS
 
     add_weights(p)
     p.add_argument("--format", default="onnx", choices=FORMATS, help="export format")
@@ -43,7 +44,7 @@ def add_arguments(p):
         help="quantize the Detect head convs too (default: float, like the decode after them, which always is)",
     )
     q.add_argument(
-        "--int8-format", default="qdq", choices=["qdq", "qoperator"], help="QDQ (ORT's recommendation) or QOperator"
+        "--int8-format", default="qdq", choices=QUANT_FORMATS, help="QDQ (ORT's recommendation) or QOperator"
     )
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
     q.add_argument("--reduce-range", action="store_true", help="7-bit weights (for x86 CPUs without VNNI)")

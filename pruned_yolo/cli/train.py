@@ -10,7 +10,7 @@ HELP = "train a detector (YOLOv5 recipe); --resume RUN_DIR continues an interrup
 
 def add_arguments(p):
     from ..training.config import OPTIMIZERS
-    from .common import add_output_folder
+    from .common import add_cache, add_output_folder
 
     p.add_argument("--data", help="data YAML (ultralytics format: path, train, val, names)")
     src = p.add_mutually_exclusive_group()
@@ -29,7 +29,7 @@ def add_arguments(p):
     add_output_folder(p, "runs/train")
     p.add_argument("--seed", type=int, default=0, help="random seed (data augmentation, shuffling, init)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible on CPU)")
-    p.add_argument("--cache", choices=["ram"], default=None, help="decode every image once and keep it in RAM")
+    add_cache(p)
     p.add_argument("--plots", action="store_true", help="save the first training batches as images")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA DDP only)")
     lr = p.add_mutually_exclusive_group()

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..data.dataset import CACHE_MODES
 from ..errors import ConfigError
 from ..utils.torch_utils import select_device
 
@@ -79,7 +80,7 @@ class TrainConfig:
             select_device(self.device)  # parses it (and checks that CUDA is there when asked for)
         except RuntimeError:
             raise ConfigError(f"--device {self.device!r} is not a device (cpu, 0, 1, cuda:0, mps ...)") from None
-        if self.cache not in (None, "ram"):
+        if self.cache not in CACHE_MODES:
             raise ConfigError(f"--cache must be 'ram' (or absent), got {self.cache!r}")
         if self.lr_schedule not in (None, "cos", "linear"):
             raise ConfigError(f"lr schedule must be 'cos' or 'linear', got {self.lr_schedule!r}")

@@ -3,7 +3,8 @@
 For the dense model a user brings and for the `ours_50` model of the HIT-UAV benchmark (its
 `runs/hituav/ours_50/final.safetensors`), at 320 px: the float32 ONNX export and its INT8
 quantization (`quantize_onnx`: static QDQ, per-channel weights, 200 calibration images of the
-train split, the Detect decode and head convs in float), each scored on `images/val` with
+train split, the Detect decode and head convs in float; and a variant with the head convs
+quantized too, `+head`), each scored on `images/val` with
 pycocotools (a static export is validated with the square letterbox it is fed with), then all
 of them and the PyTorch float32 checkpoints timed in one interleaved run (batch 1, medians).
 Writes `benchmarks/results/deploy.{json,md}`.
@@ -54,10 +55,13 @@ def main() -> None:
         float_onnx = work / f"{name}.onnx"
         if not float_onnx.is_file():
             export_onnx(load_model(weights), float_onnx, args.imgsz, 1, source=weights.name)
-        int8_onnx = work / f"{name}_int8.onnx"
+        int8_onnx, int8_head = work / f"{name}_int8.onnx", work / f"{name}_int8_head.onnx"
         if not int8_onnx.is_file():
             quantize_onnx(float_onnx, int8_onnx, str(DATA), args.imgsz, calib_images=200)
-        for runtime, path in (("onnxruntime fp32", float_onnx), ("onnxruntime int8", int8_onnx)):
+        if not int8_head.is_file():  # the Detect head's convs quantized too (only the decode float)
+            quantize_onnx(float_onnx, int8_head, str(DATA), args.imgsz, calib_images=200, keep_head_float=False)
+        variants = {"onnxruntime fp32": float_onnx, "onnxruntime int8": int8_onnx, "onnxruntime int8 +head": int8_head}
+        for runtime, path in variants.items():
             model = OnnxModel(path, args.threads)
             validator = Validator(str(DATA), imgsz=args.imgsz, letterbox=model.letterbox_mode())
             m = validator(model, "cpu", progress=False)

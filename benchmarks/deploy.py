@@ -1,7 +1,7 @@
 """Deployment benchmark: float32 and INT8 ONNX Runtime for the HIT-UAV dense and compressed models.
 
-For the dense model a user brings and for the `ours_50` model of the HIT-UAV benchmark (its
-`runs/hituav/ours_50/final.safetensors`), at 320 px: the float32 ONNX export and its INT8
+For the dense model a user brings and for the `ours_50` model of the HIT-UAV benchmark (the
+weights its row in `results/hituav.json` names), at 320 px: the float32 ONNX export and its INT8
 quantization (`quantize_onnx`: static QDQ, per-channel weights, 200 calibration images of the
 train split, the Detect decode and head convs in float; and a variant with the head convs
 quantized too, `+head`), each scored on `images/val` with
@@ -15,9 +15,10 @@ Writes `benchmarks/results/deploy.{json,md}`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 
-from common import RUNS, SHARED, machine, markdown_table, relative, write_results
+from common import RESULTS, ROOT, RUNS, SHARED, machine, markdown_table, relative, write_results
 
 from pruned_yolo import load_model
 from pruned_yolo.benchmark import benchmark_models, make_runner
@@ -25,10 +26,7 @@ from pruned_yolo.evaluation.validator import Validator
 from pruned_yolo.export import OnnxModel, export_onnx, quantize_onnx
 
 DATA = SHARED / "datasets" / "hituav" / "hituav_cpu.yaml"
-MODELS = {
-    "dense_s": SHARED / "weights" / "yolov5s_hituav320.safetensors",
-    "ours_50": RUNS / "hituav" / "ours_50" / "final.safetensors",
-}
+DENSE = SHARED / "weights" / "yolov5s_hituav320.safetensors"
 COLUMNS = [
     ("model", "name", "`{}`"),
     ("runtime", "runtime", "{}"),
@@ -51,7 +49,12 @@ def main() -> None:
     work = RUNS / "deploy"
     work.mkdir(parents=True, exist_ok=True)
     rows, runners = [], {}
-    for name, weights in MODELS.items():
+    hituav = json.loads((RESULTS / "hituav.json").read_text())["models"]
+    ours = next((r for r in hituav if r["name"] == "ours_50"), None)
+    if ours is None:
+        raise SystemExit("no ours_50 row in results/hituav.json: run benchmarks/hituav.py --only ours_50 first")
+    models = {"dense_s": DENSE, "ours_50": ROOT / ours["weights"]}
+    for name, weights in models.items():
         float_onnx = work / f"{name}.onnx"
         if not float_onnx.is_file():
             export_onnx(load_model(weights), float_onnx, args.imgsz, 1, source=weights.name)

@@ -87,6 +87,8 @@ class Bench:
         # same total epochs, split like the paper's recipe: REGULARIZE_EPOCHS, then pruning and training
         self.split = (REGULARIZE_EPOCHS, self.compress_epochs - REGULARIZE_EPOCHS)
         self.sparsity = defaults.sparsity
+        # the controls train with compress's optimizer steps: nominal batch = its default (None: = batch)
+        self.nbs = defaults.nbs or protocol.batch
 
     def row_name(self, name: str) -> str:
         return name if self.seed == 0 else f"{name}_seed{self.seed}"
@@ -122,9 +124,10 @@ class Bench:
         self.results.put(row)
         LOGGER.info("%s: mAP50-95 %.4f, %.3f GFLOPs, %d params", name, row["mAP50-95"], row["gflops"], row["params"])
 
-    def train(self, name: str, weights: Path, epochs: int, callbacks: list = (), nbs: int = 64) -> Path:
+    def train(self, name: str, weights: Path, epochs: int, callbacks: list = (), nbs: int | None = None) -> Path:
         cfg = TrainConfig(
-            data=self.p.data, weights=str(weights), epochs=epochs, imgsz=self.p.imgsz, batch=self.p.batch, nbs=nbs,
+            data=self.p.data, weights=str(weights), epochs=epochs, imgsz=self.p.imgsz, batch=self.p.batch,
+            nbs=nbs or self.nbs,
             hyp=load_hyp(self.p.hyp), seed=self.seed, project=str(self.runs), name=name, progress=False,
             noval=True,  # rows use last.safetensors, scored once at the end: per-epoch val changes nothing
         )  # fmt: skip
@@ -137,7 +140,8 @@ class Bench:
     def dense_s(self, name: str) -> None:
         self.record(name, DENSE_S, "dense yolov5s as the user brings it", self.p.dense_epochs, 0.0)
 
-    def dense_s_matched(self, name: str, nbs: int = 64) -> None:
+    def dense_s_matched(self, name: str, nbs: int | None = None) -> None:
+        nbs = nbs or self.nbs
         last = self.train(name, DENSE_S, self.compress_epochs, nbs=nbs)
         self.record(
             name, last, f"dense yolov5s trained {self.compress_epochs} more epochs (same hyp, nbs {nbs})",
@@ -148,7 +152,7 @@ class Bench:
         epochs = self.p.dense_epochs + self.compress_epochs
         last = self.train(name, YOLOV5N, epochs)
         self.record(
-            name, last, f"official yolov5n fine-tuned {epochs} epochs (same hyp)", epochs,
+            name, last, f"official yolov5n fine-tuned {epochs} epochs (same hyp, nbs {self.nbs})", epochs,
             self.train_seconds(self.runs / name),
         )  # fmt: skip
 
@@ -307,7 +311,7 @@ def rows(b: Bench) -> dict:
             finetune_epochs=b.compress_epochs,
             group_normalize="mean",
         ),  # fmt: skip
-        "dense_s_matched": b.dense_s_matched,
+        "dense_s_matched": lambda n: b.dense_s_matched(n, nbs=64),  # the dense model's own nominal batch
         "yolov5n_matched": b.yolov5n_matched,
         "ours_n": lambda n: b.compress(
             n, "compress --target-gflops <yolov5n> (library defaults)", target_gflops=round(b.yolov5n_gflops(), 4)
@@ -318,7 +322,8 @@ def rows(b: Bench) -> dict:
         "ours_50_nodistill": lambda n: b.compress(
             n, "ours_50 without distillation", target_flops_ratio=0.5, distill=False
         ),
-        # calibration: one optimizer step per batch (nbs = batch: 32 steps per epoch instead of 8)
+        # calibration: nominal batch 64 (the old default: 8 optimizer steps per epoch instead of 32)
+        "ours_50_nbs64": lambda n: b.compress(n, "ours_50 with nbs 64", target_flops_ratio=0.5, nbs=64),
         "ours_50_nbs16": lambda n: b.compress(n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16),
         "dense_s_matched_nbs16": lambda n: b.dense_s_matched(n, nbs=16),
         # calibration: one lr schedule over both phases (no warm-up restart before fine-tuning)

@@ -71,7 +71,12 @@ def add_arguments(p):
     p.add_argument("--teacher", metavar="W", help="distillation teacher (default: --weights)")
     p.add_argument("--imgsz", type=common.imgsz, help="training, evaluation and latency image size")
     p.add_argument("--batch", type=common.positive_int, help="training batch size")
-    p.add_argument("--nbs", type=int, default=64, help="nominal batch (accumulation); --nbs = --batch: more steps")
+    p.add_argument(
+        "--nbs",
+        type=common.positive_int,
+        help="nominal batch: gradients accumulate to it before a step (default: --batch, a step per batch; "
+        "YOLOv5's 64 gives 4x fewer steps at batch 16)",
+    )
     p.add_argument("--hyp", help="hyperparameters of both training phases (file or shipped name)")
     p.add_argument(
         "--lr-plan",

@@ -97,7 +97,7 @@ class CompressConfig:
     max_map_drop: float | None = None  # stop at the last round within this many mAP50-95 points of the dense
     imgsz: int = 640
     batch: int = 16
-    nbs: int = 64  # nominal batch (gradient accumulation); = batch for more steps on small data
+    nbs: int | None = None  # nominal batch (gradient accumulation); None: = batch, one optimizer step per batch
     hyp: str | dict = "scratch-low"
     lr_plan: str = "per-phase"  # LR_PLANS
     bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
@@ -131,7 +131,11 @@ class CompressConfig:
             raise ConfigError("--iterations must be at least 1")
         if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("epochs must be >= 0")
-        positive = {"batch": self.batch, "nbs": self.nbs, "latency_runs": self.latency_runs + 1}
+        positive = {
+            "batch": self.batch,
+            "nbs": 1 if self.nbs is None else self.nbs,
+            "latency_runs": self.latency_runs + 1,
+        }
         for name, v in positive.items():
             if v < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {v}")
@@ -256,7 +260,7 @@ class Compressor:
             epochs=epochs,
             imgsz=c.imgsz,
             batch=c.batch,
-            nbs=c.nbs,
+            nbs=c.batch if c.nbs is None else c.nbs,
             optimizer=c.optimizer,
             noval=c.noval,
             hyp=hyp,

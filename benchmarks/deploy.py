@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 from common import RESULTS, ROOT, RUNS, SHARED, machine, markdown_table, relative, write_results
 
@@ -39,6 +40,11 @@ COLUMNS = [
 ]
 
 
+def stale(out: Path, source: Path) -> bool:
+    """`out` is missing or older than the file it is made from (the cache follows the weights)."""
+    return not out.is_file() or out.stat().st_mtime < source.stat().st_mtime
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,12 +62,12 @@ def main() -> None:
     models = {"dense_s": DENSE, "ours_50": ROOT / ours["weights"]}
     for name, weights in models.items():
         float_onnx = work / f"{name}.onnx"
-        if not float_onnx.is_file():
+        if stale(float_onnx, weights):
             export_onnx(load_model(weights), float_onnx, args.imgsz, 1, source=weights.name)
         int8_onnx, int8_head = work / f"{name}_int8.onnx", work / f"{name}_int8_head.onnx"
-        if not int8_onnx.is_file():
+        if stale(int8_onnx, float_onnx):
             quantize_onnx(float_onnx, int8_onnx, str(DATA), args.imgsz, calib_images=200)
-        if not int8_head.is_file():  # the Detect head's convs quantized too (only the decode float)
+        if stale(int8_head, float_onnx):  # the Detect head's convs quantized too (only the decode float)
             quantize_onnx(float_onnx, int8_head, str(DATA), args.imgsz, calib_images=200, keep_head_float=False)
         variants = {"onnxruntime fp32": float_onnx, "onnxruntime int8": int8_onnx, "onnxruntime int8 +head": int8_head}
         for runtime, path in variants.items():

@@ -240,6 +240,26 @@ def test_compress_int8_adds_a_scored_int8_export(tmp_path):
     assert "INT8" in (tmp_path / "runs" / "exp" / "report.md").read_text()
 
 
+def test_compress_parity_section(tmp_path):
+    """--parity: the dense and final models in PyTorch, ORT float32 and ORT INT8, in the report."""
+    data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
+    torch.manual_seed(0)
+    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
+    config = CompressConfig(
+        weights=str(weights), data=str(data), target_flops_ratio=0.6, sparsity_epochs=0, finetune_epochs=0,
+        imgsz=64, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=2, progress=False, parity=True,
+    )  # fmt: skip
+    report = compress(config)
+    rows = report["parity"]["rows"]
+    assert len(rows) == 6 and {(r["runtime"], r["precision"]) for r in rows} == {
+        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")
+    }  # fmt: skip
+    assert len({r["weights"] for r in rows}) == 2  # the final and the dense model
+    ort = [r for r in rows if r["runtime"] == "onnxruntime" and r["precision"] == "fp32"]
+    assert all(r["max_box_diff"] < 1e-3 for r in ort)  # ORT float32 agrees with PyTorch
+    assert "## Parity" in (tmp_path / "runs" / "exp" / "report.md").read_text()
+
+
 def test_compress_to_a_latency_target(tmp_path, monkeypatch):
     """--target-latency-ms: measured once as a GFLOPs budget on the dense model, final timed again."""
     from pruned_yolo.pruning import Probe, make_timer

@@ -91,6 +91,11 @@ def add_arguments(p):
         action="store_true",
         help="also quantize the final model to INT8 (ONNX Runtime, calibrated on train images), score and time it",
     )
+    p.add_argument(
+        "--parity",
+        action="store_true",
+        help="add the parity table (see `parity`) of the dense and final models to the report",
+    )
     p.add_argument("--reference", nargs="*", default=[], metavar="W", help="dense models to plot beside (e.g. yolov5n)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
     p.add_argument("--threads", type=common.positive_int, help="ONNX Runtime threads for the latency (default: cores)")

@@ -112,6 +112,7 @@ class CompressConfig:
     exist_ok: bool = False
     latency_runs: int = 30
     int8: bool = False  # also an INT8 ONNX Runtime export of the final model, scored and timed
+    parity: bool = False  # parity table of the dense and final models: PyTorch, ORT float32, ORT INT8
     threads: int | None = None
     references: list[str] = field(default_factory=list)  # dense models drawn as reference points
     progress: bool = True
@@ -348,6 +349,20 @@ class Compressor:
         self._save_state()
         return self.report(final)
 
+    def parity(self, final: Path) -> dict:
+        """`pruned-yolo parity` of the final and the dense model (--parity): every runtime scored,
+        timed and compared with PyTorch; a disagreement is reported, not raised."""
+        from ..export.parity import parity_report
+
+        c = self.config
+        report = parity_report(
+            final, c.data, c.imgsz, compare=[c.weights], threads=c.threads, runs=max(c.latency_runs, 1),
+            batch=c.batch, workers=2 if c.workers is None else c.workers, workdir=self.dir / "parity",
+        )  # fmt: skip
+        for failure in report["failures"]:
+            LOGGER.warning("parity: %s", failure)
+        return report
+
     def latency_budget(self, dense_model) -> dict:
         """--target-latency-ms as a GFLOPs budget: the dense model pruned to the latency measured here.
 
@@ -433,6 +448,7 @@ class Compressor:
                 ref["latency_ms"] = lat[f"ref_{i}"]
         export_onnx(load_model(final), out / "final.onnx", c.imgsz, 1, source=final.name)
         int8 = self.int8_export(out / "final.onnx") if c.int8 else None
+        parity = self.parity(final) if c.parity else None
         report = {
             "config": state["config"],
             "dense": dense,
@@ -447,6 +463,7 @@ class Compressor:
                 "int8": int8,
             },
             "guard": guard,
+            "parity": parity,
             "latency_target": self._latency_verdict(final_round),
             "time_s": state.get("time_s"),
         }

@@ -117,6 +117,10 @@ def write_report(report: dict, out: Path, title: str) -> dict:
             f"INT8 (ONNX Runtime, square letterbox): mAP50-95 {int8['mAP50-95']:.4f} (float32 {f32['mAP50-95']:.4f}), "
             f"{int8['latency_ms']:.2f} ms (float32 {f32['latency_ms']:.2f} ms): `{int8['onnx']}`",
         ]
+    if report.get("parity"):
+        from ..export.parity import format_parity
+
+        lines += ["", "## Parity: PyTorch, ONNX Runtime float32 and INT8", "", format_parity(report["parity"])]
     lines += ["", "![mAP vs cost](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     LOGGER.info("\n".join(table))

@@ -123,6 +123,15 @@ def add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", choices=modes, default=None, help="decode every training image once and keep it in RAM")
 
 
+def options_for(fn: Callable, args: argparse.Namespace, **values) -> dict:
+    """Keyword arguments of `fn` taken from the parsed options of the same names (`values` win)."""
+    import inspect
+
+    given = vars(args) | values
+    names = [n for n, prm in inspect.signature(fn).parameters.items() if prm.kind is not prm.VAR_KEYWORD]
+    return {n: given[n] for n in names if n in given}
+
+
 def add_group_normalize(p: argparse.ArgumentParser) -> None:
     """`--group-normalize` of `prune` and `compress` (pruning.groups.GROUP_NORMALIZERS)."""
     from ..pruning.groups import GROUP_NORMALIZERS

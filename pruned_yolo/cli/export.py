@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_weights, device, imgsz, output_file, positive_float, positive_int
+from .common import add_weights, device, imgsz, options_for, output_file, positive_float, positive_int
 
 HELP = "export a checkpoint to ONNX (decoded outputs), checked with ONNX Runtime against torch"
 
@@ -80,18 +80,8 @@ def run(args):
     if args.int8 and int8_path(out).resolve() == Path(args.weights).resolve():
         raise PrunedYoloError(f"the INT8 file {int8_path(out)} would overwrite the weights: choose another --out")
     try:
-        path = export_onnx(
-            model,
-            out,
-            imgsz,
-            batch=args.batch,
-            dynamic=args.dynamic,
-            opset=args.opset,
-            simplify=args.simplify,
-            half=args.half,
-            device=args.device,
-            source=Path(args.weights).name,
-        )
+        source = Path(args.weights).name
+        path = export_onnx(**options_for(export_onnx, args, model=model, path=out, imgsz=imgsz, source=source))
     except PermissionError as e:
         raise PrunedYoloError(f"cannot write {out}: {e.strerror} (choose another place with --out)") from None
     size_mb = path.stat().st_size / 2**20

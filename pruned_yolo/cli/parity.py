@@ -40,6 +40,7 @@ def run(args):
     from ..export.parity import format_parity, parity_report
     from ..utils.files import write_json
     from ..utils.torch_utils import set_cpu_threads
+    from .common import options_for
 
     if args.onnx_dir and Path(args.onnx_dir).exists() and not Path(args.onnx_dir).is_dir():
         raise PrunedYoloError(f"--onnx-dir {args.onnx_dir} is a file, expected a folder")
@@ -47,21 +48,7 @@ def run(args):
         raise PrunedYoloError(f"data YAML not found: {args.data}")
     set_cpu_threads(args.threads)
     report = parity_report(
-        args.weights,
-        args.data,
-        args.imgsz,
-        compare=args.compare,
-        threads=args.threads,
-        calib_images=args.calib_images,
-        runs=args.runs,
-        warmup=args.warmup,
-        tol=args.tol,
-        int8_tol=args.int8_tol,
-        batch=args.batch,
-        workers=args.workers,
-        evaluator=args.evaluator,
-        workdir=args.onnx_dir,
-        keep_head_float=not args.quantize_head,
+        **options_for(parity_report, args, workdir=args.onnx_dir, keep_head_float=not args.quantize_head)
     )
     print(format_parity(report))
     if args.json:

@@ -83,23 +83,12 @@ def output_path(out: str | Path, weights: str | Path) -> Path:
 def run(args):
     from ..checkpoint import load_model, save_checkpoint
     from ..errors import PrunedYoloError
-    from ..pruning import format_latency, format_table, prune, prune_to_latency
+    from ..pruning import TARGETS, check_targets, format_latency, format_table, prune, prune_to_latency
     from ..utils.files import write_json
 
-    targets = [
-        f"--{n}"
-        for n, v in (
-            ("channel-ratio", args.channel_ratio),
-            ("target-gflops", args.target_gflops),
-            ("target-flops-ratio", args.target_flops_ratio),
-            ("target-params-ratio", args.target_params_ratio),
-            ("target-latency-ms", args.target_latency_ms),
-        )
-        if v is not None
-    ]
-    if len(targets) > 1:
-        raise PrunedYoloError(f"{' and '.join(targets)} conflict: give one of the channel ratio and the targets")
-    if not targets and not args.layers:
+    targets = {k: getattr(args, k) for k in ("channel_ratio", *TARGETS)}
+    check_targets(**targets)  # conflicts and ranges, checked where the library checks them
+    if all(v is None for v in targets.values()) and not args.layers:
         raise PrunedYoloError(
             "nothing to prune: give --channel-ratio, --layers, --target-gflops, --target-flops-ratio, "
             "--target-params-ratio or --target-latency-ms"

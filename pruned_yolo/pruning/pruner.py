@@ -74,9 +74,9 @@ def check_targets(
     )
     given = [k for k, v in values.items() if v is not None]
     if channel_ratio is not None and len(given) > 1:
-        raise PruningError(f"channel_ratio and {given[1]} are exclusive: give one of them")
+        raise PruningError(f"channel_ratio and {given[1]} conflict (they are exclusive): give one of them")
     if len(given) > 1:
-        raise PruningError(f"give one target only, got {', '.join(given)}")
+        raise PruningError(f"give one target only: {' and '.join(given)} conflict")
     for k in given:
         v = values[k]
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):

@@ -33,6 +33,7 @@ from pruned_yolo.pruning import Probe, make_timer, prune_to_latency
 from pruned_yolo.pruning.latency import WINDOW
 
 FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9)
+FIRST_RUN = "python benchmarks/latency_target.py"  # rows measured before rows recorded their command
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,6 +81,7 @@ def measure(opt: argparse.Namespace, results: ResultsFile) -> None:
                 t0, load = time.perf_counter(), list(os.getloadavg())
                 target = f * dense
                 row = {"name": row_name(name, imgsz, f), "model": name, "imgsz": imgsz, "fraction": f}
+                row["command"] = results.doc["protocol"]["command"]
                 row.update(target_ms=target, dense_ms_before=dense, loadavg_before=load)
                 try:
                     _, rep = prune_to_latency(
@@ -128,7 +130,8 @@ def markdown(doc: dict) -> str:
     lines = [
         "# Prune to a latency target (ONNX Runtime, batch 1)",
         "",
-        f"Command: `{doc['protocol']['command']}`",
+        "Commands (each row records the one that measured it): "
+        + ", ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", FIRST_RUN) for r in rows)),
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, onnxruntime {m['onnxruntime']}. "
         f"Models built from the shipped YAMLs (nc=80, random weights: latency depends on the widths only), "

@@ -224,14 +224,22 @@ def test_python_resume_rebuilds_registered_callbacks(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)  # the resumed run is the uninterrupted one
 
 
-def test_compress_int8_adds_a_scored_int8_export(tmp_path):
+def untrained_compress(tmp_path, model=None, **settings) -> CompressConfig:
+    """A compress job without training epochs on a tiny model and 3 images: the report's sections."""
     data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
-    torch.manual_seed(0)
-    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
-    config = CompressConfig(
-        weights=str(weights), data=str(data), target_flops_ratio=0.6, sparsity_epochs=0, finetune_epochs=0,
-        imgsz=64, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=2, progress=False, int8=True,
+    if model is None:
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg())
+    weights = save_checkpoint(model, tmp_path / "tiny.safetensors")
+    base = dict(
+        weights=str(weights), data=str(data), sparsity_epochs=0, finetune_epochs=0, imgsz=64, batch=2, workers=0,
+        project=str(tmp_path / "runs"), latency_runs=2, progress=False,
     )  # fmt: skip
+    return CompressConfig(**{**base, **settings})
+
+
+def test_compress_int8_adds_a_scored_int8_export(tmp_path):
+    config = untrained_compress(tmp_path, target_flops_ratio=0.6, int8=True)
     report = compress(config)
     int8 = report["final"]["int8"]
     assert int8["onnx"].endswith("final_int8.onnx") and (tmp_path / "runs" / "exp" / "final_int8.onnx").is_file()
@@ -242,13 +250,7 @@ def test_compress_int8_adds_a_scored_int8_export(tmp_path):
 
 def test_compress_parity_section(tmp_path):
     """--parity: the dense and final models in PyTorch, ORT float32 and ORT INT8, in the report."""
-    data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
-    torch.manual_seed(0)
-    weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
-    config = CompressConfig(
-        weights=str(weights), data=str(data), target_flops_ratio=0.6, sparsity_epochs=0, finetune_epochs=0,
-        imgsz=64, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=2, progress=False, parity=True,
-    )  # fmt: skip
+    config = untrained_compress(tmp_path, target_flops_ratio=0.6, parity=True)
     report = compress(config)
     rows = report["parity"]["rows"]
     assert len(rows) == 6 and {(r["runtime"], r["precision"]) for r in rows} == {
@@ -265,15 +267,11 @@ def test_compress_to_a_latency_target(tmp_path, monkeypatch):
     from pruned_yolo.pruning import Probe, make_timer
 
     monkeypatch.setenv("PRUNED_YOLO_CACHE", str(tmp_path / "cache"))
-    data = make_dataset(tmp_path / "ds", n_train=3, n_val=2)
     torch.manual_seed(0)
     model = build_model(tiny_cfg())
-    weights = save_checkpoint(model, tmp_path / "tiny.safetensors")
     dense_ms = make_timer("onnxruntime")([Probe("dense", model.eval(), [(1, 3, 128, 128)], "model")])[0]
-    config = CompressConfig(
-        weights=str(weights), data=str(data), target_latency_ms=0.75 * dense_ms, sparsity_epochs=0,
-        finetune_epochs=0, imgsz=128, round_to=1, batch=2, workers=0, project=str(tmp_path / "runs"), latency_runs=3,
-        progress=False,
+    config = untrained_compress(
+        tmp_path, model, target_latency_ms=0.75 * dense_ms, imgsz=128, round_to=1, latency_runs=3
     )  # fmt: skip
     report = compress(config)
     lt = report["latency_target"]

@@ -108,14 +108,6 @@ def add_output_folder(p: argparse.ArgumentParser, project: str, what: str = "run
     p.add_argument("--exist-ok", action="store_true", help=f"reuse an existing {what} folder")
 
 
-def config_from_args(cls: type, args: argparse.Namespace, **values):
-    """A config dataclass from the parsed options of the same names (`values` take precedence)."""
-    from dataclasses import fields
-
-    given = vars(args) | values
-    return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
-
-
 def add_cache(p: argparse.ArgumentParser) -> None:
     from ..data.dataset import CACHE_MODES
 
@@ -124,7 +116,8 @@ def add_cache(p: argparse.ArgumentParser) -> None:
 
 
 def options_for(fn: Callable, args: argparse.Namespace, **values) -> dict:
-    """Keyword arguments of `fn` taken from the parsed options of the same names (`values` win)."""
+    """Keyword arguments of `fn` (a function, or a config dataclass: its fields) taken from the
+    parsed options of the same names (`values` win)."""
     import inspect
 
     given = vars(args) | values

@@ -118,16 +118,15 @@ def run(args):
     from ..compress import CompressConfig, compress
     from ..errors import PrunedYoloError
     from ..utils.files import write_json
-    from .common import config_from_args
+    from .common import options_for
 
     if args.resume:
         report = compress(None, resume_dir=args.resume)
     else:
         if not args.weights or not args.data:
             raise PrunedYoloError("--weights and --data are required (or --resume RUN_DIR)")
-        config = config_from_args(
-            CompressConfig, args, references=list(args.reference), progress=not args.no_progress
-        )  # fmt: skip
+        settings = options_for(CompressConfig, args, references=list(args.reference), progress=not args.no_progress)
+        config = CompressConfig(**settings)
         report = compress(config)
     final = report["final"]
     print(

@@ -88,13 +88,13 @@ def add_schedule_and_mask_arguments(p) -> None:
 def config_from_args(args):
     from ..errors import PrunedYoloError
     from ..training import TrainConfig
-    from .common import config_from_args
+    from .common import options_for
 
     if not args.data:
         raise PrunedYoloError("--data is required (or --resume RUN_DIR)")
     if not args.cfg and not args.weights:
         raise PrunedYoloError("give --cfg (new model) or --weights (start from a checkpoint)")
-    return config_from_args(TrainConfig, args, progress=not args.no_progress)
+    return TrainConfig(**options_for(TrainConfig, args, progress=not args.no_progress))
 
 
 def sparsity_from_args(args):

@@ -73,6 +73,16 @@ class ResultsFile:
         tmp.replace(self.path)
 
 
+def hituav_weights(row: str) -> Path:
+    """The weights of a row of `results/hituav.json` (the HIT-UAV benchmark), as a path."""
+    rows = json.loads((RESULTS / "hituav.json").read_text())["models"]
+    found = next((r for r in rows if r["name"] == row), None)
+    if found is None:
+        raise SystemExit(f"no {row} row in results/hituav.json: run benchmarks/hituav.py --only {row} first")
+    path = Path(found["weights"])
+    return path if path.is_absolute() else ROOT / path
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     """A markdown table: `columns` are (header, key, format) with format like "{:.4f}"."""
     out = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + " --- |" * len(columns)]

@@ -15,11 +15,10 @@ Writes `benchmarks/results/deploy.{json,md}`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from common import RESULTS, ROOT, RUNS, SHARED, machine, markdown_table, relative, write_results
+from common import RUNS, SHARED, hituav_weights, machine, markdown_table, relative, write_results
 
 from pruned_yolo import load_model
 from pruned_yolo.benchmark import benchmark_models, make_runner
@@ -55,11 +54,7 @@ def main() -> None:
     work = RUNS / "deploy"
     work.mkdir(parents=True, exist_ok=True)
     rows, runners = [], {}
-    hituav = json.loads((RESULTS / "hituav.json").read_text())["models"]
-    ours = next((r for r in hituav if r["name"] == "ours_50"), None)
-    if ours is None:
-        raise SystemExit("no ours_50 row in results/hituav.json: run benchmarks/hituav.py --only ours_50 first")
-    models = {"dense_s": DENSE, "ours_50": ROOT / ours["weights"]}
+    models = {"dense_s": DENSE, "ours_50": hituav_weights("ours_50")}
     for name, weights in models.items():
         float_onnx = work / f"{name}.onnx"
         if stale(float_onnx, weights):

@@ -333,6 +333,21 @@ def rows(b: Bench) -> dict:
         "ours_50_nbs16_continuous": lambda n: b.compress(
             n, "ours_50 with nbs 16 and --lr-plan continuous", target_flops_ratio=0.5, nbs=16, lr_plan="continuous"
         ),
+        # calibration (session 4): fewer sparsity epochs, more fine-tuning of the pruned model (same 28)
+        "ours_50_split4": lambda n: b.compress(
+            n,
+            "ours_50 with 4 sparsity + 24 fine-tuning epochs",
+            target_flops_ratio=0.5,
+            sparsity_epochs=4,
+            finetune_epochs=24,
+        ),  # fmt: skip
+        # calibration (session 4): ours_n ranking channels relative to their group's mean
+        "ours_n_gn": lambda n: b.compress(
+            n,
+            "ours_n with --group-normalize mean",
+            target_gflops=round(b.yolov5n_gflops(), 4),
+            group_normalize="mean",
+        ),  # fmt: skip
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

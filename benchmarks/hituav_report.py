@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -84,6 +86,23 @@ def targets(rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def seed_spread(rows: dict[str, dict]) -> list[str]:
+    """One line per row that has `NAME_seedN` repeats: every seed's mAP50-95, the mean and the range."""
+    out = []
+    for name, row in rows.items():
+        repeats = [r for n, r in rows.items() if re.fullmatch(re.escape(name) + r"_seed\d+", n)]
+        if not repeats:
+            continue
+        runs = sorted([row, *repeats], key=lambda r: r["seed"])
+        values = [r["mAP50-95"] for r in runs]
+        each = ", ".join(f"seed {r['seed']} {r['mAP50-95']:.4f}" for r in runs)
+        out.append(
+            f"- `{name}`: {each}; mean {statistics.mean(values):.4f}, range {min(values):.4f}-{max(values):.4f} "
+            f"({100 * (max(values) - min(values)):.1f} points)"
+        )
+    return out
+
+
 def plot(doc: dict, path: Path) -> None:
     import matplotlib
 
@@ -119,6 +138,7 @@ def write_report(json_path: Path) -> Path:
     rows = {r["name"]: dict(r, wall_min=r.get("wall_s", 0) / 60) for r in doc["models"]}
     p = doc["protocol"]
     md = Path(json_path).with_suffix(".md")
+    spread = seed_spread(rows)
     lines = [
         f"# HIT-UAV benchmark ({p['name']} protocol)",
         "",
@@ -135,6 +155,7 @@ def write_report(json_path: Path) -> Path:
         "",
         *(targets(rows) or ["- no row yet answers a target"]),
         "",
+        *(["## Seeds (mAP50-95 of the same row trained with another seed)", "", *spread, ""] if spread else []),
         f"![HIT-UAV]({md.with_suffix('.png').name})",
         "",
     ]

@@ -269,13 +269,16 @@ def test_compress_to_a_latency_target(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNED_YOLO_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)
     model = build_model(tiny_cfg())
-    dense_ms = make_timer("onnxruntime")([Probe("dense", model.eval(), [(1, 3, 128, 128)], "model")])[0]
+    timer = make_timer("onnxruntime")
+    # the slowest of three timings: a tiny model times 20% apart run to run, and a target set from a
+    # fast one can fall below the floor that compress, timing it again, can reach
+    dense_ms = max(timer([Probe("dense", model.eval(), [(1, 3, 128, 128)], "model")])[0] for _ in range(3))
     config = untrained_compress(
-        tmp_path, model, target_latency_ms=0.75 * dense_ms, imgsz=128, round_to=1, latency_runs=3
+        tmp_path, model, target_latency_ms=0.85 * dense_ms, imgsz=128, round_to=1, latency_runs=3
     )  # fmt: skip
     report = compress(config)
     lt = report["latency_target"]
-    assert lt["target_ms"] == pytest.approx(0.75 * dense_ms) and lt["gflops"] < report["dense"]["gflops"]
+    assert lt["target_ms"] == pytest.approx(0.85 * dense_ms) and lt["gflops"] < report["dense"]["gflops"]
     assert report["final"]["gflops"] <= lt["gflops"] * 1.0001  # the run pruned to the measured budget
     assert lt["measured_ms"] == report["final"]["latency_ms"] and lt["met"] == (lt["measured_ms"] <= lt["target_ms"])
     assert "Latency target" in (tmp_path / "runs" / "exp" / "report.md").read_text()

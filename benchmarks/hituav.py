@@ -348,6 +348,10 @@ def rows(b: Bench) -> dict:
             target_gflops=round(b.yolov5n_gflops(), 4),
             group_normalize="mean",
         ),  # fmt: skip
+        # calibration (session 4): does group normalization (+4 points at ours_n) help at 50% too?
+        "ours_50_gn": lambda n: b.compress(
+            n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean"
+        ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

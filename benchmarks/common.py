@@ -83,6 +83,11 @@ def hituav_weights(row: str) -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
+def verdict(ok: bool) -> str:
+    """A target's verdict in a results markdown."""
+    return "**met**" if ok else "**not met**"
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     """A markdown table: `columns` are (header, key, format) with format like "{:.4f}"."""
     out = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + " --- |" * len(columns)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import RESULTS, ROOT, write_results
+from common import RESULTS, ROOT, verdict, write_results
 
 from pruned_yolo.benchmark import onnx_latency_ms
 
@@ -42,10 +42,6 @@ def _get(m: dict | None, key: str, fmt: str = "{:.4f}") -> str:
     return fmt.format(m[key])
 
 
-def _verdict(ok: bool) -> str:
-    return f"**{'met' if ok else 'not met'}**"
-
-
 def _schedule(m: dict) -> str:
     r = m.get("recipe") or {}
     return f"{r['sparsity_epochs']}+{r['finetune_epochs']}" if "sparsity_epochs" in r else "-"
@@ -68,14 +64,14 @@ def targets(doc: dict) -> list[str]:
         lines.append(
             f"- <= 50% GFLOPs, mAP50-95 >= 95% of dense yolov5s: {ours['gflops']:.2f} / {s['gflops']:.2f} GFLOPs, "
             f"mAP50-95 {ours['mAP50-95']:.4f} vs {s['mAP50-95']:.4f} = {ratio:.1%}: "
-            + _verdict(ratio >= 0.95 and ours["gflops"] <= 0.5 * s["gflops"])
+            + verdict(ratio >= 0.95 and ours["gflops"] <= 0.5 * s["gflops"])
         )
     if n and "ours_n" in ms:
         o = ms["ours_n"]
         lines.append(
             f"- <= yolov5n GFLOPs, mAP50-95 above dense yolov5n: {o['gflops']:.2f} vs {n['gflops']:.2f} GFLOPs, "
             f"mAP50-95 {o['mAP50-95']:.4f} vs {n['mAP50-95']:.4f}: "
-            + _verdict(o["mAP50-95"] > n["mAP50-95"] and o["gflops"] <= n["gflops"])
+            + verdict(o["mAP50-95"] > n["mAP50-95"] and o["gflops"] <= n["gflops"])
         )
     ours_entries = [k for k in ms if k.startswith(f"ours_{pct}") and not k.endswith("_nodistill")]
     tp_entries = [k for k in ms if k.startswith((f"tp_bnscale_{pct}", f"tp_magnitude_{pct}"))]
@@ -85,7 +81,7 @@ def targets(doc: dict) -> list[str]:
             d = 100 * (o["mAP50-95"] - ms[tp]["mAP50-95"])
             lines.append(
                 f"- at {pct}% GFLOPs and {_total(o)} epochs, {name} ahead of {tp} by >= 1 point: "
-                f"{o['mAP50-95']:.4f} vs {ms[tp]['mAP50-95']:.4f} ({d:+.1f} points): {_verdict(d >= 1)}"
+                f"{o['mAP50-95']:.4f} vs {ms[tp]['mAP50-95']:.4f} ({d:+.1f} points): {verdict(d >= 1)}"
             )
     for name, m in ms.items():
         if (m.get("after_sparsity") or {}).get("mAP50-95") is None or not m.get("pruned_before_finetune"):
@@ -93,7 +89,7 @@ def targets(doc: dict) -> list[str]:
         a, b = m["after_sparsity"]["mAP50-95"], m["pruned_before_finetune"]["mAP50-95"]
         lines.append(
             f"- pruning right after sparsity training loses <= 1 point ({name}: {m['method']}): "
-            f"{a:.4f} -> {b:.4f} ({100 * (a - b):.1f} points): {_verdict(100 * (a - b) <= 1)}"
+            f"{a:.4f} -> {b:.4f} ({100 * (a - b):.1f} points): {verdict(100 * (a - b) <= 1)}"
         )
     plain = ms.get(f"ours_{pct}_nodistill")
     if ours and plain:

@@ -310,7 +310,7 @@ def rows(b: Bench) -> dict:
             sparsity_epochs=0,
             finetune_epochs=b.compress_epochs,
             group_normalize="mean",
-        ),  # fmt: skip
+        ),
         "dense_s_matched": lambda n: b.dense_s_matched(n, nbs=64),  # the dense model's own nominal batch
         "yolov5n_matched": b.yolov5n_matched,
         "ours_n": lambda n: b.compress(
@@ -340,14 +340,14 @@ def rows(b: Bench) -> dict:
             target_flops_ratio=0.5,
             sparsity_epochs=4,
             finetune_epochs=24,
-        ),  # fmt: skip
+        ),
         # calibration (session 4): ours_n ranking channels relative to their group's mean
         "ours_n_gn": lambda n: b.compress(
             n,
             "ours_n with --group-normalize mean",
             target_gflops=round(b.yolov5n_gflops(), 4),
             group_normalize="mean",
-        ),  # fmt: skip
+        ),
         # calibration (session 4): does group normalization (+4 points at ours_n) help at 50% too?
         "ours_50_gn": lambda n: b.compress(
             n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean"

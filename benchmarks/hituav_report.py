@@ -11,7 +11,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import RESULTS, markdown_table
+from common import RESULTS, markdown_table, verdict
 
 COLUMNS = [
     ("row", "name", "`{}`"),
@@ -36,10 +36,6 @@ ABLATION = [
 TP_ROWS = ("tp_magnitude_50", "tp_bnscale_50", "tp_growingreg_50")
 
 
-def _verdict(ok: bool) -> str:
-    return "**met**" if ok else "**not met**"
-
-
 def targets(rows: dict[str, dict]) -> list[str]:
     """Each target of the issue that the rows can answer, with its figures."""
     out = []
@@ -51,12 +47,12 @@ def targets(rows: dict[str, dict]) -> list[str]:
         ok = ours["mAP50-95"] >= 0.99 * ref and ratio <= 0.5
         out.append(
             f"- `ours_50` >= 0.99 x best dense ({ref:.4f} -> needs {0.99 * ref:.4f}) at <= 50% GFLOPs: "
-            f"{ours['mAP50-95']:.4f} at {100 * ratio:.1f}% ({ours['mAP50-95'] / ref:.3f} of it): {_verdict(ok)}"
+            f"{ours['mAP50-95']:.4f} at {100 * ratio:.1f}% ({ours['mAP50-95'] / ref:.3f} of it): {verdict(ok)}"
         )
         epochs = ours["epochs"]
         out.append(
             f"- cost: `compress` defaults spend {epochs} epochs, <= 2 x the dense model's {dense['epochs']}: "
-            f"{_verdict(epochs <= 2 * dense['epochs'])}"
+            f"{verdict(epochs <= 2 * dense['epochs'])}"
         )
     n_ours, n_small = rows.get("ours_n"), rows.get("yolov5n_matched")
     if n_ours and n_small:
@@ -64,14 +60,14 @@ def targets(rows: dict[str, dict]) -> list[str]:
         out.append(
             f"- `ours_n` ({n_ours['gflops']:.3f} GFLOPs) >= `yolov5n_matched` "
             f"({n_small['gflops']:.3f} GFLOPs) + 2 points: "
-            f"{n_ours['mAP50-95']:.4f} vs {n_small['mAP50-95']:.4f}: {_verdict(ok)}"
+            f"{n_ours['mAP50-95']:.4f} vs {n_small['mAP50-95']:.4f}: {verdict(ok)}"
         )
     for name in TP_ROWS:
         if ours and rows.get(name):
             tp = rows[name]["mAP50-95"]
             out.append(
                 f"- `ours_50` >= `{name}` + 1 point: {ours['mAP50-95']:.4f} vs {tp:.4f} "
-                f"({100 * (ours['mAP50-95'] - tp):+.1f} points): {_verdict(ours['mAP50-95'] >= tp + 0.01)}"
+                f"({100 * (ours['mAP50-95'] - tp):+.1f} points): {verdict(ours['mAP50-95'] >= tp + 0.01)}"
             )
     if dense and dense.get("latency_ms"):
         for r in rows.values():
@@ -81,7 +77,7 @@ def targets(rows: dict[str, dict]) -> list[str]:
             ok = r["speedup"] >= 0.8 * flops_x
             out.append(
                 f"- latency `{r['name']}`: ONNX Runtime speed-up {r['speedup']:.2f}x vs GFLOPs ratio {flops_x:.2f}x "
-                f"(needs >= {0.8 * flops_x:.2f}x): {_verdict(ok)}"
+                f"(needs >= {0.8 * flops_x:.2f}x): {verdict(ok)}"
             )
     return out
 

@@ -16,7 +16,7 @@ import argparse
 import json
 import logging
 
-from common import RESULTS, RUNS, SHARED, hituav_weights, machine, relative, write_results
+from common import RESULTS, RUNS, SHARED, hituav_weights, machine, relative, verdict, write_results
 
 from pruned_yolo.export import format_parity, parity_report
 
@@ -43,10 +43,6 @@ def target_lines(rows: list[dict]) -> list[str]:
             f"= {ratio:.3f} (<= 0.6): {verdict(ratio <= 0.6)}",
         ]
     return lines
-
-
-def verdict(ok: bool) -> str:
-    return "**met**" if ok else "**NOT met**"
 
 
 def write_markdown(doc: dict) -> None:

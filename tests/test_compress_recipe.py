@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import statistics
 from dataclasses import MISSING, fields
 from types import SimpleNamespace
 
@@ -270,15 +271,16 @@ def test_compress_to_a_latency_target(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = build_model(tiny_cfg())
     timer = make_timer("onnxruntime")
-    # the slowest of three timings: a tiny model times 20% apart run to run, and a target set from a
-    # fast one can fall below the floor that compress, timing it again, can reach
-    dense_ms = max(timer([Probe("dense", model.eval(), [(1, 3, 128, 128)], "model")])[0] for _ in range(3))
+    # the median of five timings, at 0.8 x: a tiny model times 20% apart run to run, and the target
+    # must stay below the dense latency and above the floor when compress times it again
+    probe = Probe("dense", model.eval(), [(1, 3, 128, 128)], "model")
+    dense_ms = statistics.median(timer([probe])[0] for _ in range(5))
     config = untrained_compress(
-        tmp_path, model, target_latency_ms=0.85 * dense_ms, imgsz=128, round_to=1, latency_runs=3
+        tmp_path, model, target_latency_ms=0.8 * dense_ms, imgsz=128, round_to=1, latency_runs=3
     )  # fmt: skip
     report = compress(config)
     lt = report["latency_target"]
-    assert lt["target_ms"] == pytest.approx(0.85 * dense_ms) and lt["gflops"] < report["dense"]["gflops"]
+    assert lt["target_ms"] == pytest.approx(0.8 * dense_ms) and lt["gflops"] < report["dense"]["gflops"]
     assert report["final"]["gflops"] <= lt["gflops"] * 1.0001  # the run pruned to the measured budget
     assert lt["measured_ms"] == report["final"]["latency_ms"] and lt["met"] == (lt["measured_ms"] <= lt["target_ms"])
     assert "Latency target" in (tmp_path / "runs" / "exp" / "report.md").read_text()

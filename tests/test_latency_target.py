@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from pruned_yolo import save_checkpoint
 from pruned_yolo.cli.main import main
@@ -17,8 +16,7 @@ from pruned_yolo.pruning import Probe, PruningError, latency_table, make_timer, 
 from pruned_yolo.pruning.pruner import check_targets
 
 from .conftest import tiny_cfg
-
-SIZE = 128
+from .latency_fakes import SIZE, FakeTimer
 
 
 @pytest.fixture(autouse=True)
@@ -33,43 +31,6 @@ def cache(tmp_path, monkeypatch):
 def model():
     torch.manual_seed(0)
     return build_model(tiny_cfg()).eval()
-
-
-@torch.no_grad()
-def conv_cost(probe: Probe) -> tuple[float, int]:
-    """(GFLOPs, number of convs) of a probe, by a forward with hooks."""
-    flops, convs = [0], [0]
-
-    def hook(mod, args, out):
-        flops[0] += 2 * mod.weight.numel() * out.shape[2] * out.shape[3]
-        convs[0] += 1
-
-    hooks = [c.register_forward_hook(hook) for c in probe.module.modules() if isinstance(c, nn.Conv2d)]
-    xs = [torch.zeros(s) for s in probe.shapes]
-    probe.module(xs) if probe.as_list else probe.module(*xs)
-    for h in hooks:
-        h.remove()
-    return flops[0] / 1e9, convs[0]
-
-
-class FakeTimer:
-    """Deterministic latency: `overhead + a * GFLOPs + b` per conv, and for whole models also
-    `c * GFLOPs^2` (something no table of blocks timed alone can see)."""
-
-    def __init__(self, a: float = 20.0, b: float = 0.004, overhead: float = 0.05, c: float = 0.0):
-        self.a, self.b, self.overhead, self.c = a, b, overhead, c
-        self.kinds: list[str] = []
-
-    def ms(self, probe: Probe) -> float:
-        g, n = conv_cost(probe)
-        return self.overhead + self.a * g + self.b * n + (self.c * g * g if probe.kind == "model" else 0.0)
-
-    def __call__(self, probes):
-        self.kinds += [p.kind for p in probes]
-        return [self.ms(p) for p in probes]
-
-    def model_ms(self, model) -> float:
-        return self.ms(Probe("m", model, [(1, 3, SIZE, SIZE)], "model"))
 
 
 def test_fake_timer_target_met_and_prediction_exact(model):

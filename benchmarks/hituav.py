@@ -352,6 +352,9 @@ def rows(b: Bench) -> dict:
         "ours_50_gn": lambda n: b.compress(
             n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean"
         ),
+        "ours_50_s0": lambda n: b.compress(
+            n, "ours_50 with --sparsity 0 (the fade alone, no L1)", target_flops_ratio=0.5, sparsity=0.0
+        ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

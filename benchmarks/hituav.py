@@ -355,6 +355,12 @@ def rows(b: Bench) -> dict:
         "ours_50_s0": lambda n: b.compress(
             n, "ours_50 with --sparsity 0 (the fade alone, no L1)", target_flops_ratio=0.5, sparsity=0.0
         ),
+        "ours_50_gentle": lambda n: b.compress(
+            n,
+            "ours_50 with --lr-plan gentle (no bias-lr boost when fine-tuning restarts)",
+            target_flops_ratio=0.5,
+            lr_plan="gentle",
+        ),  # fmt: skip
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

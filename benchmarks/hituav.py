@@ -357,7 +357,7 @@ def rows(b: Bench) -> dict:
         ),
         "ours_50_gentle": lambda n: b.compress(
             n,
-            "ours_50 with --lr-plan gentle (no bias-lr boost when fine-tuning restarts)",
+            "ours_50 with --lr-plan gentle (no bias-lr boost in the warm-ups)",
             target_flops_ratio=0.5,
             lr_plan="gentle",
         ),  # fmt: skip

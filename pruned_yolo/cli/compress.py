@@ -82,8 +82,8 @@ def add_arguments(p):
         "--lr-plan",
         choices=LR_PLANS,
         help="per-phase: each training phase warms up and decays; continuous: one warm-up, lr0 held until the "
-        "last fine-tuning, which decays (no restart); gentle: per-phase, but later phases start the biases' "
-        "warm-up at lr 0, not warmup_bias_lr",
+        "last fine-tuning, which decays (no restart); gentle: per-phase, with the biases' warm-up starting "
+        "at lr 0 (not the hyp's warmup_bias_lr)",
     )
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")

@@ -59,8 +59,8 @@ PHASES = ("sparsity", "prune", "finetune", "evaluate")
 # per-phase: every phase warms up and decays (a separate `train` run each);
 # continuous: one warm-up at the start, lr0 held through the sparsity phases and the fine-tuning
 # of the rounds before the last, and one decay over the last fine-tuning (no restart dip);
-# gentle: per-phase, but in the phases after the first the biases warm up from lr 0 like the
-# weights (the hyp's warm-up starts them at warmup_bias_lr, 0.1: a from-scratch setting)
+# gentle: per-phase, but the biases warm up from lr 0 like the weights (the hyp's warm-up starts
+# them at warmup_bias_lr, 0.1: a setting for training from scratch, and compress never does)
 LR_PLANS = ("per-phase", "continuous", "gentle")
 # a FLOPs, params or latency budget (a latency becomes a GFLOPs budget measured once, see latency_budget)
 COMPRESS_TARGETS = ("target_flops_ratio", "target_gflops", "target_params_ratio", "target_latency_ms")
@@ -165,9 +165,9 @@ class CompressConfig:
         """Hyp overrides of round r's `phase` ("sparsity" or "finetune") under `lr_plan`."""
         if self.lr_plan == "per-phase":
             return {}
-        first = r == 1 and (phase == "sparsity" or self.sparsity_epochs == 0)
         if self.lr_plan == "gentle":
-            return {} if first else {"warmup_bias_lr": 0.0}
+            return {"warmup_bias_lr": 0.0}
+        first = r == 1 and (phase == "sparsity" or self.sparsity_epochs == 0)
         last = r == self.iterations and phase == "finetune"
         return {**({} if first else {"warmup_epochs": 0.0}), **({} if last else {"lrf": 1.0})}
 

@@ -186,7 +186,7 @@ def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, over
 
 @pytest.mark.parametrize(
     "override",
-    [{"batch": 0}, {"nbs": 0}, {"imgsz": 100}, {"bn_lr_mult": -5}, {"distill_weight": -1},
+    [{"batch": 0}, {"nbs": 0}, {"imgsz": 100}, {"bn_lr_mult": -5}, {"bn_recal": -1}, {"distill_weight": -1},
      {"target_gflops": float("nan"), "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1}],
 )  # fmt: skip
 def test_compress_config_rejects_out_of_range_values(override):

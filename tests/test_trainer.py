@@ -235,3 +235,28 @@ def test_nosave_noval_patience(tmp_path):
     trainer = Trainer(_config(data, tmp_path, epochs=5, patience=1, name="pat"), callbacks=[NeverBetter()])
     trainer.fit()
     assert len(trainer.history) < 5
+
+
+def test_recalibrate_bn_averages_the_batches_and_restores_the_module():
+    from pruned_yolo.utils.torch_utils import recalibrate_bn
+
+    bn = torch.nn.BatchNorm2d(3, momentum=0.03).eval()
+    bn.running_mean.fill_(5.0)
+    batches = [torch.randn(4, 3, 8, 8) + 2.0, torch.randn(4, 3, 8, 8) - 1.0]
+    assert recalibrate_bn(bn, iter(())) == 0 and torch.all(bn.running_mean == 5.0)  # no batch: unchanged
+    assert recalibrate_bn(bn, batches) == 2
+    expected = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+    assert torch.allclose(bn.running_mean, expected, atol=1e-5)
+    assert bn.momentum == 0.03 and not bn.training
+
+
+def test_bn_recal_batches_re_estimates_the_ema_statistics(tmp_path):
+    """Before each validation the EMA's BatchNorm statistics come from that many training batches only."""
+    data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    with pytest.raises(Exception, match="bn-recal-batches"):
+        _config(data, tmp_path, bn_recal_batches=-1)
+    trainer = Trainer(_config(data, tmp_path, epochs=1, bn_recal_batches=1))
+    trainer.fit()
+    tracked = {int(m.num_batches_tracked) for m in trainer.ema.ema.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert tracked == {1}  # reset and re-estimated on one batch (training steps would have counted 2)
+    assert all(m.momentum == 0.03 for m in trainer.ema.ema.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -86,6 +86,13 @@ def add_arguments(p):
         "at lr 0 (not the hyp's warmup_bias_lr)",
     )
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
+    p.add_argument(
+        "--bn-recal",
+        type=int,
+        metavar="N",
+        help="sparsity phase: re-estimate the BatchNorm statistics on N training batches before each validation "
+        "(the running statistics trail the fading channels, so per-epoch scores read too low; default 0: off)",
+    )
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")
     p.add_argument(
         "--int8",

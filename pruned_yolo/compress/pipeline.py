@@ -106,6 +106,7 @@ class CompressConfig:
     hyp: str | dict = "scratch-low"
     lr_plan: str = "per-phase"  # LR_PLANS
     bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
+    bn_recal: int = 0  # sparsity phase: re-estimate BatchNorm statistics on this many batches before each validation
     optimizer: str = "SGD"
     noval: bool = False  # no per-epoch validation inside the training phases (each phase is still evaluated)
     device: str = ""
@@ -137,6 +138,8 @@ class CompressConfig:
             raise ConfigError("--iterations must be at least 1")
         if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("epochs must be >= 0")
+        if self.bn_recal < 0:
+            raise ConfigError(f"--bn-recal must be >= 0 (batches; 0: off), got {self.bn_recal}")
         positive = {
             "batch": self.batch,
             "nbs": 1 if self.nbs is None else self.nbs,
@@ -253,7 +256,14 @@ class Compressor:
 
     # -- phases ---------------------------------------------------------------------------------
     def _train(
-        self, weights: Path, out: Path, epochs: int, callbacks: list, bn_lr_mult: float = 1.0, lr: dict | None = None
+        self,
+        weights: Path,
+        out: Path,
+        epochs: int,
+        callbacks: list,
+        bn_lr_mult: float = 1.0,
+        lr: dict | None = None,
+        bn_recal_batches: int = 0,
     ) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
         from ..training import TrainConfig, load_hyp, train_or_resume
@@ -281,6 +291,7 @@ class Compressor:
             cache=c.cache,
             plots=c.plots,
             progress=c.progress,
+            bn_recal_batches=bn_recal_batches,
         )
         return train_or_resume(cfg, callbacks)
 
@@ -536,6 +547,7 @@ class Compressor:
                     callbacks,
                     bn_lr_mult=c.bn_lr_mult,
                     lr=c.phase_lr(r, "sparsity"),
+                    bn_recal_batches=c.bn_recal,
                 )
                 self._mark(f"round{r}/sparsity")
         # 2. pruning to the round's budget (and the score right after it, before fine-tuning)

@@ -48,6 +48,10 @@ class TrainConfig:
     val_imgsz: int | None = None  # default: imgsz
     ema_decay: float = 0.9999  # EMA decay, ramped in as decay * (1 - exp(-updates / ema_tau))
     ema_tau: float = 2000.0  # (short runs: a smaller tau averages sooner)
+    # before each validation (and the last checkpoint), re-estimate the EMA model's BatchNorm statistics
+    # on this many training batches: for runs whose weights move faster than the running statistics
+    # follow (momentum 0.03, e.g. channels fading out), whose per-epoch scores would otherwise mislead
+    bn_recal_batches: int = 0
     extra: dict = field(default_factory=dict)  # free-form, saved with the run (later stages)
     # registered callbacks of the run, as {"name", "args"} specs (recorded by Trainer; --resume rebuilds them)
     callbacks: list = field(default_factory=list)
@@ -66,7 +70,7 @@ class TrainConfig:
                     f"--{name.replace('_', '-')} must be a multiple of the model stride: "
                     f"a positive multiple of 32, got {v}"
                 )
-        minimum = {"patience": 0, "workers": 0, "threads": 1, "nbs": 1, "val_batch": 1}
+        minimum = {"patience": 0, "workers": 0, "threads": 1, "nbs": 1, "val_batch": 1, "bn_recal_batches": 0}
         for name, low in minimum.items():
             v = getattr(self, name)
             if v is not None and v < low:

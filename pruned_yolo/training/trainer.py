@@ -25,6 +25,7 @@ Run folder (`runs/train/exp*`):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -44,7 +45,7 @@ from ..data.config import DataConfig, load_data_config
 from ..errors import PrunedYoloError
 from ..models import YOLO, build_model, replace_detect_head
 from ..utils.files import atomic_write, increment_dir, write_json
-from ..utils.torch_utils import init_seeds, select_device, set_cpu_threads
+from ..utils.torch_utils import init_seeds, recalibrate_bn, select_device, set_cpu_threads
 from . import distributed as dist_utils
 from .config import OPTIMIZERS, TrainConfig, default_workers
 from .ema import ModelEMA
@@ -476,6 +477,8 @@ class Trainer:
         self.is_best = False
         self.epoch_log = {}
         if self.is_main:
+            if cfg.bn_recal_batches and (not cfg.noval or final):
+                self._recalibrate_ema_bn()
             self._validate(epoch, final)
         self.callbacks.fire("on_epoch_end", self)
         if not self.is_main:
@@ -487,6 +490,11 @@ class Trainer:
         LOGGER.info("%s", epoch_line(epoch + 1, cfg.epochs, row, seconds))
         if not cfg.nosave:
             self._save_checkpoints(epoch + 1, final)
+
+    def _recalibrate_ema_bn(self) -> None:
+        """The EMA model's BatchNorm statistics re-estimated on the first training batches (main rank)."""
+        batches = itertools.islice(self.loader, min(self.config.bn_recal_batches, self.nb))
+        recalibrate_bn(self.ema.ema, (imgs.to(self.device).float() / 255 for imgs, *_ in batches))
 
     def _validate(self, epoch: int, final: bool) -> None:
         """Validate the EMA model (every epoch, or only the last with --noval); track the best and patience."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,35 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, per_module
 
 def gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
     return count_flops(model, imgsz) / 1e9
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate every BatchNorm's running statistics of `model` from `batches` (in place).
+
+    The statistics are reset and averaged over the batches with equal weight (momentum None);
+    the momenta and the train/eval mode are restored. Returns the number of batches used (0:
+    nothing changed)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
+    saved = {m: (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns}
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    n = 0
+    try:
+        for x in batches:
+            model(x)
+            n += 1
+    finally:
+        model.train(was_training)
+        for m, (mean, var, tracked, momentum) in saved.items():
+            m.momentum = momentum
+            if n == 0:  # no batch: the statistics as they were
+                for buffer, value in ((m.running_mean, mean), (m.running_var, var), (m.num_batches_tracked, tracked)):
+                    buffer.copy_(value)
+    return n
 
 
 def prepare_for_inference(model: nn.Module, device: torch.device | str, half: bool = False) -> nn.Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import MISSING, fields
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -317,3 +318,22 @@ def test_continuous_lr_plan_warms_up_once_and_decays_once():
     assert per_phase.phase_lr(1, "finetune") == {}
     with pytest.raises(ConfigError):
         CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan="cyclic")
+
+
+def test_bn_recal_reaches_every_training_phase(tmp_path, monkeypatch):
+    """--bn-recal N: the sparsity and the fine-tuning phase both re-estimate BatchNorm statistics."""
+    import pruned_yolo.training as training
+
+    seen = {}
+
+    def fake_train(cfg, callbacks):  # records the phase's settings, saves its input as its result
+        seen[cfg.name] = cfg.bn_recal_batches
+        out = Path(cfg.project) / cfg.name / "weights" / "last.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(load_model(cfg.weights), out)
+
+    monkeypatch.setattr(training, "train_or_resume", fake_train)
+    settings = {"sparsity_epochs": 1, "finetune_epochs": 1, "bn_recal": 3, "latency_runs": 0}
+    config = untrained_compress(tmp_path, target_flops_ratio=0.5, **settings)
+    compress(config)
+    assert seen == {"sparsity": 3, "finetune": 3}

@@ -90,8 +90,9 @@ def add_arguments(p):
         "--bn-recal",
         type=int,
         metavar="N",
-        help="sparsity phase: re-estimate the BatchNorm statistics on N training batches before each validation "
-        "(the running statistics trail the fading channels, so per-epoch scores read too low; default 0: off)",
+        help="re-estimate the BatchNorm statistics on N training batches before each validation of the training "
+        "phases (the running statistics trail fast-moving weights: fading channels, warm-up restarts; per-epoch "
+        "scores then read too low; default 0: off)",
     )
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")
     p.add_argument(

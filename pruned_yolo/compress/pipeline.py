@@ -106,7 +106,7 @@ class CompressConfig:
     hyp: str | dict = "scratch-low"
     lr_plan: str = "per-phase"  # LR_PLANS
     bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
-    bn_recal: int = 0  # sparsity phase: re-estimate BatchNorm statistics on this many batches before each validation
+    bn_recal: int = 0  # training phases: re-estimate BatchNorm statistics on this many batches before each validation
     optimizer: str = "SGD"
     noval: bool = False  # no per-epoch validation inside the training phases (each phase is still evaluated)
     device: str = ""
@@ -577,6 +577,7 @@ class Compressor:
                     c.finetune_epochs,
                     self._distillation(),
                     lr=c.phase_lr(r, "finetune"),
+                    bn_recal_batches=c.bn_recal,
                 )
                 self._mark(f"round{r}/finetune")
         # 4. evaluation of the round's result

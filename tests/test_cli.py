@@ -3,8 +3,9 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from pruned_yolo import save_checkpoint
+from pruned_yolo import load_model, save_checkpoint
 from pruned_yolo.cli.main import main
 
 from .conftest import COCO128, YOLOV5N_PT, needs_shared
@@ -109,6 +110,26 @@ def test_val_on_tiny_data_writes_json(tiny_ckpt, tiny_data, tmp_path, capsys):
     assert m["images"] == 2 and 0 <= m["mAP50-95"] <= m["mAP50"] <= 1
     assert isinstance(json.loads(preds.read_text()), list)
     assert "Speed:" in capsys.readouterr().out
+
+
+def test_val_bn_recal_re_estimates_statistics_first(tiny_ckpt, tiny_data, tmp_path, capsys, caplog):
+    """--bn-recal N: statistics from N train batches, then the usual scores; one clear error for ONNX."""
+    from pruned_yolo.evaluation.validator import Validator
+
+    base = ["val", "--weights", str(tiny_ckpt), "--data", str(tiny_data), "--imgsz", "64", "--workers", "0"]
+    with caplog.at_level("INFO", logger="pruned_yolo"):
+        assert main([*base, "--bn-recal", "1", "--json", str(tmp_path / "m.json")]) == 0
+    assert "re-estimated on 1 train batches" in caplog.text
+    assert 0 <= json.loads((tmp_path / "m.json").read_text())["mAP50-95"] <= 1
+    model = load_model(tiny_ckpt)
+    assert Validator(str(tiny_data), "train", 64, batch_size=2, workers=0).recalibrate_bn(model, 1) == 1
+    assert {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1}
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["val", "--weights", str(onnx), "--data", str(tiny_data), "--bn-recal", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bn-recal" in err[0], err
 
 
 @needs_shared

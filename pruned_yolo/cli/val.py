@@ -26,6 +26,14 @@ def add_arguments(p):
         help="auto: per-image minimal padding; rect: YOLOv5 val.py batches; square: imgsz x imgsz "
         "(default: auto; square for a static-shape .onnx file)%(default).0s",
     )
+    p.add_argument(
+        "--bn-recal",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-estimate the checkpoint's BatchNorm statistics on N batches of the train split first (a "
+        "checkpoint saved while its weights moved fast, e.g. mid-compress, scores too low with its own)",
+    )
     p.add_argument("--per-class", action="store_true", help="print AP per class")
     p.add_argument("--save-json", metavar="FILE", type=output_file, help="write COCO-format predictions to FILE")
     p.add_argument("--json", metavar="FILE", type=output_file, help="write the metrics as JSON to FILE")
@@ -69,6 +77,8 @@ def run(args):
 
         if args.half:
             raise PrunedYoloError("--half is for torch on CUDA; an .onnx file runs in ONNX Runtime on the CPU")
+        if args.bn_recal:
+            raise PrunedYoloError("--bn-recal is for checkpoints: an .onnx export has its BatchNorms fused")
         model = OnnxModel(args.weights, threads=args.threads)
         imgsz, letterbox = onnx_settings(model, args.imgsz, args.letterbox)
         device = "cpu"
@@ -85,6 +95,12 @@ def run(args):
 
         model = load_model(args.weights)
         imgsz, letterbox = args.imgsz or 640, args.letterbox or "auto"
+        if args.bn_recal < 0:
+            raise PrunedYoloError(f"--bn-recal must be >= 0 (batches), got {args.bn_recal}")
+        if args.bn_recal:
+            train = Validator(args.data, "train", imgsz, args.batch, workers=args.workers, letterbox=letterbox)
+            used = train.recalibrate_bn(model, args.bn_recal, device)
+            log.info(f"BatchNorm statistics re-estimated on {used} train batches of {args.batch} images")
     validator = Validator(
         args.data,
         args.split,

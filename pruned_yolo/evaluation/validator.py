@@ -7,6 +7,7 @@ the fast numpy implementation in `metrics.py` (same protocol; used per epoch).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from ..errors import DataError
 from ..inference.nms import non_max_suppression
 from ..utils.boxes import unletterbox_boxes, xywh2xyxy
 from ..utils.files import write_json
-from ..utils.torch_utils import prepare_for_inference
+from ..utils.torch_utils import prepare_for_inference, recalibrate_bn
 from .coco import coco_evaluate, coco_ground_truth, detections_to_coco
 from .metrics import compute_ap, match_image
 
@@ -68,6 +69,15 @@ class Validator:
         self.workers = workers
         self.names = list(self.data.names)
         self._warned_names: set[tuple[str, ...]] = set()
+
+    def recalibrate_bn(self, model: torch.nn.Module, batches: int, device: torch.device | str = "cpu") -> int:
+        """Re-estimate `model`'s BatchNorm statistics (in place) on the first `batches` batches of this
+        split, letterboxed as for validation; returns the number of batches used. For checkpoints whose
+        running statistics trail their weights (saved in the middle of fast changes)."""
+        device = torch.device(device)
+        model.to(device)
+        loader = itertools.islice(val_loader(self.dataset, self.workers), batches)
+        return recalibrate_bn(model, (ims.to(device).float() / 255 for ims, *_ in loader))
 
     def _check_ground_truth(self) -> None:
         """Without images or objects to find, every mAP would be a meaningless 0 (or -1)."""

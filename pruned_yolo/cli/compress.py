@@ -88,7 +88,7 @@ def add_arguments(p):
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
     p.add_argument(
         "--bn-recal",
-        type=int,
+        type=common.non_negative_int,
         metavar="N",
         help="re-estimate the BatchNorm statistics on N training batches before each validation of the training "
         "phases (the running statistics trail fast-moving weights: fading channels, warm-up restarts; per-epoch "

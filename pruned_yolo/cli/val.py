@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_device, add_inference, add_weights, output_file
+from .common import add_device, add_inference, add_weights, non_negative_int, output_file
 
 HELP = "validate a checkpoint or an .onnx export (float or INT8): P, R, mAP50, mAP50-95 (pycocotools) and speed"
 
@@ -28,7 +28,7 @@ def add_arguments(p):
     )
     p.add_argument(
         "--bn-recal",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="re-estimate the checkpoint's BatchNorm statistics on N batches of the train split first (a "
@@ -95,8 +95,6 @@ def run(args):
 
         model = load_model(args.weights)
         imgsz, letterbox = args.imgsz or 640, args.letterbox or "auto"
-        if args.bn_recal < 0:
-            raise PrunedYoloError(f"--bn-recal must be >= 0 (batches), got {args.bn_recal}")
         if args.bn_recal:
             train = Validator(args.data, "train", imgsz, args.batch, workers=args.workers, letterbox=letterbox)
             used = train.recalibrate_bn(model, args.bn_recal, device)

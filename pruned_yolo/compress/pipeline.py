@@ -263,7 +263,6 @@ class Compressor:
         callbacks: list,
         bn_lr_mult: float = 1.0,
         lr: dict | None = None,
-        bn_recal_batches: int = 0,
     ) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
         from ..training import TrainConfig, load_hyp, train_or_resume
@@ -291,7 +290,7 @@ class Compressor:
             cache=c.cache,
             plots=c.plots,
             progress=c.progress,
-            bn_recal_batches=bn_recal_batches,
+            bn_recal_batches=c.bn_recal,
         )
         return train_or_resume(cfg, callbacks)
 
@@ -547,7 +546,6 @@ class Compressor:
                     callbacks,
                     bn_lr_mult=c.bn_lr_mult,
                     lr=c.phase_lr(r, "sparsity"),
-                    bn_recal_batches=c.bn_recal,
                 )
                 self._mark(f"round{r}/sparsity")
         # 2. pruning to the round's budget (and the score right after it, before fine-tuning)
@@ -577,7 +575,6 @@ class Compressor:
                     c.finetune_epochs,
                     self._distillation(),
                     lr=c.phase_lr(r, "finetune"),
-                    bn_recal_batches=c.bn_recal,
                 )
                 self._mark(f"round{r}/finetune")
         # 4. evaluation of the round's result

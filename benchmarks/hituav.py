@@ -361,6 +361,10 @@ def rows(b: Bench) -> dict:
             target_flops_ratio=0.5,
             lr_plan="gentle",
         ),  # fmt: skip
+        # calibration (session 6): a higher per-group floor against 8-16-channel bottlenecks in the plan
+        "ours_50_floor25": lambda n: b.compress(
+            n, "ours_50 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.25
+        ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }
     for name, method, settings in ABLATION_ROWS:

@@ -188,11 +188,19 @@ def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, over
 @pytest.mark.parametrize(
     "override",
     [{"batch": 0}, {"nbs": 0}, {"imgsz": 100}, {"bn_lr_mult": -5}, {"bn_recal": -1}, {"distill_weight": -1},
-     {"target_gflops": float("nan"), "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1}],
+     {"target_gflops": float("nan"), "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1},
+     {"per_layer_ratio": 1.5}, {"per_layer_ratio": -0.1}],
 )  # fmt: skip
 def test_compress_config_rejects_out_of_range_values(override):
     with pytest.raises(ConfigError):
         CompressConfig(**{"weights": "w", "data": "d", "target_flops_ratio": 0.5, **override})
+
+
+def test_per_layer_ratio_reaches_the_pruning_of_every_round():
+    config = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, iterations=2, per_layer_ratio=0.25)
+    dense = {"gflops": 4.0}
+    assert [config.prune_kwargs(dense, r)["per_layer_ratio"] for r in (1, 2)] == [0.25, 0.25]
+    assert config.sparsity_config(config.prune_kwargs(dense, 1)).budget["per_layer_ratio"] == 0.25
 
 
 def test_python_resume_rebuilds_registered_callbacks(tmp_path):

@@ -57,6 +57,11 @@ def add_arguments(p):
     p.add_argument("--layers", type=int, default=0, help="shortcut Bottlenecks to remove in total (spread over rounds)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this")
     p.add_argument(
+        "--per-layer-ratio",
+        type=float,
+        help="floor: every channel group keeps at least max(2, ratio x its channels) (default 0.1, the paper's)",
+    )
+    p.add_argument(
         "--no-bias-compensation",
         dest="bias_compensation",
         action="store_false",

@@ -95,6 +95,7 @@ class CompressConfig:
     fade_end: float = 0.6  # mask "fade": the planned channels reach 0 at this fraction of the sparsity phase
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
+    per_layer_ratio: float = 0.1  # every group keeps at least max(2, ratio x its channels) (the paper's floor)
     bias_compensation: bool = True
     distill: bool = True  # learn from the dense model in every training phase
     distill_weight: float = 1.0
@@ -158,6 +159,8 @@ class CompressConfig:
             raise ConfigError(
                 f"--max-map-drop is in mAP units (e.g. 0.01 = 1 point), in [0, 1); got {self.max_map_drop}"
             )
+        if not 0 <= self.per_layer_ratio <= 1:
+            raise ConfigError(f"--per-layer-ratio must be in [0, 1], got {self.per_layer_ratio}")
         if self.layers < 0:
             raise ConfigError(f"--layers must be >= 0, got {self.layers}")
         if self.lr_plan not in LR_PLANS:
@@ -196,6 +199,7 @@ class CompressConfig:
             "importance": self.importance,
             "group_normalize": self.group_normalize,
             "round_to": self.round_to,
+            "per_layer_ratio": self.per_layer_ratio,
             "imgsz": self.imgsz,
         }
 
@@ -391,7 +395,7 @@ class Compressor:
         c = self.config
         pruned, rep = prune_to_latency(
             dense_model, c.target_latency_ms, imgsz=c.imgsz, threads=c.threads, importance=c.importance,
-            round_to=c.round_to, group_normalize=c.group_normalize,
+            round_to=c.round_to, group_normalize=c.group_normalize, per_layer_ratio=c.per_layer_ratio,
         )  # fmt: skip
         lat = rep["latency"]
         budget = {

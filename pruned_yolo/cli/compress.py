@@ -97,7 +97,8 @@ def add_arguments(p):
         metavar="N",
         help="re-estimate the BatchNorm statistics on N training batches before each validation of the training "
         "phases (the running statistics trail fast-moving weights: fading channels, warm-up restarts; per-epoch "
-        "scores then read too low; default 0: off)",
+        "scores then read too low; default 0: off: the last epoch's statistics are saved, and on a trained model "
+        "they cost accuracy, 0.249 -> 0.226 with 8 batches on HIT-UAV)",
     )
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of both phases")
     p.add_argument(

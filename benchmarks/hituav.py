@@ -300,6 +300,7 @@ def rows(b: Bench) -> dict:
     """Row name -> the step that produces it, in the order they run."""
     split = dict(sparsity_epochs=b.split[0], finetune_epochs=b.split[1])
     ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, sparsity=L1_FACTOR, **split)
+    then = dict(sparsity=L1_FACTOR)  # the calibration rows below ran when --sparsity 0.02 was the default
     table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(
@@ -325,15 +326,22 @@ def rows(b: Bench) -> dict:
             n, "ours_50 without distillation", target_flops_ratio=0.5, distill=False
         ),
         # calibration: nominal batch 64 (the old default: 8 optimizer steps per epoch instead of 32)
-        "ours_50_nbs64": lambda n: b.compress(n, "ours_50 with nbs 64", target_flops_ratio=0.5, nbs=64),
-        "ours_50_nbs16": lambda n: b.compress(n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16),
+        "ours_50_nbs64": lambda n: b.compress(n, "ours_50 with nbs 64", target_flops_ratio=0.5, nbs=64, **then),
+        "ours_50_nbs16": lambda n: b.compress(
+            n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16, **then
+        ),
         "dense_s_matched_nbs16": lambda n: b.dense_s_matched(n, nbs=16),
         # calibration: one lr schedule over both phases (no warm-up restart before fine-tuning)
         "ours_50_continuous": lambda n: b.compress(
-            n, "ours_50 with --lr-plan continuous", target_flops_ratio=0.5, lr_plan="continuous"
+            n, "ours_50 with --lr-plan continuous", target_flops_ratio=0.5, lr_plan="continuous", **then
         ),
         "ours_50_nbs16_continuous": lambda n: b.compress(
-            n, "ours_50 with nbs 16 and --lr-plan continuous", target_flops_ratio=0.5, nbs=16, lr_plan="continuous"
+            n,
+            "ours_50 with nbs 16 and --lr-plan continuous",
+            target_flops_ratio=0.5,
+            nbs=16,
+            lr_plan="continuous",
+            **then,
         ),
         # calibration (session 4): fewer sparsity epochs, more fine-tuning of the pruned model (same 28)
         "ours_50_split4": lambda n: b.compress(
@@ -342,6 +350,7 @@ def rows(b: Bench) -> dict:
             target_flops_ratio=0.5,
             sparsity_epochs=4,
             finetune_epochs=24,
+            **then,
         ),
         # calibration (session 4): ours_n ranking channels relative to their group's mean
         "ours_n_gn": lambda n: b.compress(
@@ -349,23 +358,43 @@ def rows(b: Bench) -> dict:
             "ours_n with --group-normalize mean",
             target_gflops=round(b.yolov5n_gflops(), 4),
             group_normalize="mean",
+            **then,
         ),
         # calibration (session 4): does group normalization (+4 points at ours_n) help at 50% too?
         "ours_50_gn": lambda n: b.compress(
-            n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean"
+            n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean", **then
         ),
-        "ours_50_s0": lambda n: b.compress(
-            n, "ours_50 with --sparsity 0 (the fade alone, no L1)", target_flops_ratio=0.5, sparsity=0.0
+        # the default until session 7 (--sparsity 0.02; rows ours_50 / ours_n ran with it until then)
+        "ours_50_s002": lambda n: b.compress(
+            n,
+            "ours_50 with --sparsity 0.02 (the paper's L1 term on top of the fade)",
+            target_flops_ratio=0.5,
+            sparsity=L1_FACTOR,
+        ),
+        "ours_n_s002": lambda n: b.compress(
+            n,
+            "ours_n with --sparsity 0.02 (the paper's L1 term on top of the fade)",
+            target_gflops=round(b.yolov5n_gflops(), 4),
+            sparsity=L1_FACTOR,
         ),
         "ours_50_gentle": lambda n: b.compress(
             n,
             "ours_50 with --lr-plan gentle (no bias-lr boost in the warm-ups)",
             target_flops_ratio=0.5,
             lr_plan="gentle",
+            **then,
         ),  # fmt: skip
         # calibration (session 6): a higher per-group floor against 8-16-channel bottlenecks in the plan
         "ours_50_floor25": lambda n: b.compress(
-            n, "ours_50 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.25
+            n, "ours_50 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.25, **then
+        ),
+        # calibration (session 7): at yolov5n's budget the global ranking leaves 8-channel trunks;
+        # a floor of 0.4 per group keeps the plan close to yolov5n's (half of every width)
+        "ours_n_floor40": lambda n: b.compress(
+            n,
+            "ours_n with --per-layer-ratio 0.4 (floor)",
+            target_gflops=round(b.yolov5n_gflops(), 4),
+            per_layer_ratio=0.4,
         ),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
     }

@@ -35,7 +35,11 @@ def add_arguments(p):
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs per round")
     p.add_argument("--importance", help="channel importance: bn, bn-kernel, l1 or pkg.mod:fn")
     add_group_normalize(p)
-    p.add_argument("--sparsity", type=float, help="L1 subgradient factor s on BatchNorm gammas")
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        help="L1 subgradient factor s on BatchNorm gammas (default 0: the fade alone; paper 0.02)",
+    )
     add_schedule_and_mask_arguments(p)
     p.add_argument(
         "--mask-target",

@@ -34,6 +34,7 @@ ABLATION = [
     ("ours", "ours_50"),
 ]
 TP_ROWS = ("tp_magnitude_50", "tp_bnscale_50", "tp_growingreg_50")
+HEADLINE = ("dense_s", "dense_s_matched", "dense_s_matched_nbs16", "yolov5n_matched", "ours_50", "ours_n", *TP_ROWS)
 
 
 def targets(rows: dict[str, dict]) -> list[str]:
@@ -113,33 +114,76 @@ def seed_spread(rows: dict[str, dict]) -> list[str]:
 
 
 def plot(doc: dict, path: Path) -> None:
+    """Headline rows against GFLOPs (seed means, range as error bars); every row near 50% GFLOPs
+    sorted by mAP; the ablation bars once a row of it exists."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = {r["name"]: r for r in doc["models"]}
-    bars = [(label, rows[n]["mAP50-95"]) for label, n in ABLATION if n in rows]
-    fig, axes = plt.subplots(1, 2 if bars else 1, figsize=(13 if bars else 7.5, 5), dpi=110, squeeze=False)
-    ax = axes[0][0]
-    for r in doc["models"]:
-        marker = "s" if r["name"].startswith(("dense", "yolov5n")) else ("^" if r["name"].startswith("tp_") else "o")
-        ax.scatter(r["gflops"], r["mAP50-95"], marker=marker, s=45)
-        ax.annotate(r["name"], (r["gflops"], r["mAP50-95"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel(f"GFLOPs at {doc['protocol']['imgsz']} px")
-    ax.set_ylabel("mAP50-95 (images/val, pycocotools)")
-    ax.set_title("HIT-UAV: accuracy vs cost")
-    ax.grid(alpha=0.3)
+    bars = [(label, seed_mean(rows, n)[0]) for label, n in ABLATION if n in rows]
+    panels = 3 if bars else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), dpi=110, squeeze=False)
+    cost_panel(axes[0][0], rows, doc["protocol"]["imgsz"])
+    half_panel(axes[0][1], rows)
     if bars:
-        bx = axes[0][1]
+        bx = axes[0][2]
         bx.bar([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
         for i, (_, v) in enumerate(bars):
             bx.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
-        bx.set_ylabel("mAP50-95")
+        bx.set_ylabel("mAP50-95 (mean over seeds)")
         bx.set_title("Ablation at 50% GFLOPs (paper Fig. 1)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def row_color(name: str) -> str:
+    if name.startswith(("dense", "yolov5n")):
+        return "tab:gray"
+    if name.startswith("tp_"):
+        return "tab:orange"
+    return "tab:green" if name.startswith("ablation") else "tab:blue"
+
+
+def cost_panel(ax, rows: dict[str, dict], imgsz: int) -> None:
+    """The headline rows: mAP50-95 (mean over seeds, the range as an error bar) against GFLOPs."""
+    for name in HEADLINE:
+        if name not in rows:
+            continue
+        values = [r["mAP50-95"] for r in seed_runs(rows, name)]
+        mean = statistics.fmean(values)
+        err = [[mean - min(values)], [max(values) - mean]]
+        marker = "s" if name.startswith(("dense", "yolov5n")) else ("^" if name.startswith("tp_") else "o")
+        ax.errorbar(rows[name]["gflops"], mean, yerr=err, fmt=marker, color=row_color(name), ms=7, capsize=3)
+        label = name + (f" (x{len(values)} seeds)" if len(values) > 1 else "")
+        ax.annotate(label, (rows[name]["gflops"], mean), fontsize=7, xytext=(5, 2), textcoords="offset points")
+    ax.set_xlabel(f"GFLOPs at {imgsz} px")
+    ax.set_ylabel("mAP50-95 (images/val, pycocotools)")
+    ax.set_title("HIT-UAV: accuracy vs cost (headline rows)")
+    ax.grid(alpha=0.3)
+
+
+def half_panel(ax, rows: dict[str, dict]) -> None:
+    """Every row within 45-55% of the dense GFLOPs, sorted by mAP50-95 (blue ours, orange Torch-Pruning)."""
+    dense = rows.get("dense_s")
+    if dense is None:
+        return
+    half = sorted(
+        (r for r in rows.values() if 0.45 <= r["gflops"] / dense["gflops"] <= 0.55), key=lambda r: r["mAP50-95"]
+    )
+    ax.barh([r["name"] for r in half], [r["mAP50-95"] for r in half], color=[row_color(r["name"]) for r in half])
+    for i, r in enumerate(half):
+        ax.text(r["mAP50-95"], i, f" {r['mAP50-95']:.4f}", va="center", fontsize=7)
+    low = min([r["mAP50-95"] for r in half] + [dense["mAP50-95"]])
+    ax.set_xlim(max(0.0, low - 0.03), None)  # the differences are a few points: do not start at 0
+    ax.axvline(dense["mAP50-95"], color="tab:gray", ls="--", lw=1)
+    ax.text(dense["mAP50-95"], len(half) - 0.5, " dense_s", fontsize=7, color="tab:gray")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("mAP50-95 (axis does not start at 0)")
+    ax.set_title("Every row at 50% GFLOPs")
+    ax.grid(alpha=0.3, axis="x")
 
 
 def write_report(json_path: Path) -> Path:

@@ -300,7 +300,7 @@ def rows(b: Bench) -> dict:
     """Row name -> the step that produces it, in the order they run."""
     split = dict(sparsity_epochs=b.split[0], finetune_epochs=b.split[1])
     ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, sparsity=L1_FACTOR, **split)
-    then = dict(sparsity=L1_FACTOR)  # the calibration rows below ran when --sparsity 0.02 was the default
+    paper_s = dict(sparsity=L1_FACTOR)  # calibration rows run when --sparsity 0.02 was the default keep it
     table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(
@@ -326,14 +326,14 @@ def rows(b: Bench) -> dict:
             n, "ours_50 without distillation", target_flops_ratio=0.5, distill=False
         ),
         # calibration: nominal batch 64 (the old default: 8 optimizer steps per epoch instead of 32)
-        "ours_50_nbs64": lambda n: b.compress(n, "ours_50 with nbs 64", target_flops_ratio=0.5, nbs=64, **then),
+        "ours_50_nbs64": lambda n: b.compress(n, "ours_50 with nbs 64", target_flops_ratio=0.5, nbs=64, **paper_s),
         "ours_50_nbs16": lambda n: b.compress(
-            n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16, **then
+            n, "ours_50 with nbs 16 (= batch)", target_flops_ratio=0.5, nbs=16, **paper_s
         ),
         "dense_s_matched_nbs16": lambda n: b.dense_s_matched(n, nbs=16),
         # calibration: one lr schedule over both phases (no warm-up restart before fine-tuning)
         "ours_50_continuous": lambda n: b.compress(
-            n, "ours_50 with --lr-plan continuous", target_flops_ratio=0.5, lr_plan="continuous", **then
+            n, "ours_50 with --lr-plan continuous", target_flops_ratio=0.5, lr_plan="continuous", **paper_s
         ),
         "ours_50_nbs16_continuous": lambda n: b.compress(
             n,
@@ -341,7 +341,7 @@ def rows(b: Bench) -> dict:
             target_flops_ratio=0.5,
             nbs=16,
             lr_plan="continuous",
-            **then,
+            **paper_s,
         ),
         # calibration (session 4): fewer sparsity epochs, more fine-tuning of the pruned model (same 28)
         "ours_50_split4": lambda n: b.compress(
@@ -350,7 +350,7 @@ def rows(b: Bench) -> dict:
             target_flops_ratio=0.5,
             sparsity_epochs=4,
             finetune_epochs=24,
-            **then,
+            **paper_s,
         ),
         # calibration (session 4): ours_n ranking channels relative to their group's mean
         "ours_n_gn": lambda n: b.compress(
@@ -358,11 +358,11 @@ def rows(b: Bench) -> dict:
             "ours_n with --group-normalize mean",
             target_gflops=round(b.yolov5n_gflops(), 4),
             group_normalize="mean",
-            **then,
+            **paper_s,
         ),
         # calibration (session 4): does group normalization (+4 points at ours_n) help at 50% too?
         "ours_50_gn": lambda n: b.compress(
-            n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean", **then
+            n, "ours_50 with --group-normalize mean", target_flops_ratio=0.5, group_normalize="mean", **paper_s
         ),
         # the default until session 7 (--sparsity 0.02; rows ours_50 / ours_n ran with it until then)
         "ours_50_s002": lambda n: b.compress(
@@ -382,11 +382,11 @@ def rows(b: Bench) -> dict:
             "ours_50 with --lr-plan gentle (no bias-lr boost in the warm-ups)",
             target_flops_ratio=0.5,
             lr_plan="gentle",
-            **then,
+            **paper_s,
         ),  # fmt: skip
         # calibration (session 6): a higher per-group floor against 8-16-channel bottlenecks in the plan
         "ours_50_floor25": lambda n: b.compress(
-            n, "ours_50 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.25, **then
+            n, "ours_50 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.25, **paper_s
         ),
         # calibration (session 7): at yolov5n's budget the global ranking leaves 8-channel trunks;
         # a floor of 0.4 per group keeps the plan close to yolov5n's (half of every width)

@@ -396,6 +396,9 @@ def rows(b: Bench) -> dict:
             target_gflops=round(b.yolov5n_gflops(), 4),
             per_layer_ratio=0.4,
         ),
+        "ours_50_floor40": lambda n: b.compress(
+            n, "ours_50 with --per-layer-ratio 0.4 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.4
+        ),
         # calibration (session 7): channel multiples of 16 run 5-9% faster in ONNX Runtime on this
         # AVX-512 CPU at the same GFLOPs (results/round_to.md); does the coarser plan cost accuracy?
         "ours_50_r16": lambda n: b.compress(n, "ours_50 with --round-to 16", target_flops_ratio=0.5, round_to=16),

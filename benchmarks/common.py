@@ -53,7 +53,9 @@ class ResultsFile:
         keys = ("name", "data", "imgsz")
         if old and {k: old.get(k) for k in keys} != {k: protocol.get(k) for k in keys}:
             raise SystemExit(f"{self.path} holds another protocol ({old.get('name')}); move it away first")
-        self.doc = {"protocol": protocol, "machine": doc.get("machine") or machine(), "models": doc.get("models", [])}
+        # other keys a script keeps there (e.g. hituav's latency runs) survive
+        self.doc = {**doc, "protocol": protocol, "machine": doc.get("machine") or machine()}
+        self.doc["models"] = doc.get("models", [])
 
     def rows(self) -> dict[str, dict]:
         return {r["name"]: r for r in self.doc["models"]}
@@ -62,7 +64,10 @@ class ResultsFile:
         return self.rows().get(name)
 
     def put(self, row: dict) -> None:
-        """Add or replace the row of that name, and save."""
+        """Add or replace the row of that name, and save. Rows saved by another process since this
+        file was loaded (two benchmark invocations side by side) are kept, not overwritten."""
+        if self.path.is_file():
+            self.doc["models"] = json.loads(self.path.read_text()).get("models", [])
         self.doc["models"] = [r for r in self.doc["models"] if r["name"] != row["name"]] + [row]
         self.save()
 

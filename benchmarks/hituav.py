@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from common import RESULTS, RUNS, SHARED, ResultsFile, relative
+from common import RESULTS, RUNS, SHARED, ResultsFile, machine, relative
 
 from pruned_yolo import build_model, load_model, save_checkpoint
 from pruned_yolo.benchmark import onnx_latency_ms
@@ -202,17 +202,26 @@ class Bench:
         )  # fmt: skip
 
     def latency(self, runs: int) -> None:
+        """Time every row whose weights are on disk, interleaved with `dense_s` in one run.
+
+        Run folders do not outlive a machine, so rows trained earlier keep the figures of the run
+        that timed them: each row names its run (`latency_run`), and `latency.runs` keeps every
+        run's machine and dense time (speed-ups compare only within a run).
+        """
         rows = self.results.rows()
-        models = {n: Path(r["weights"]) for n, r in rows.items()}
+        models = {n: Path(r["weights"]) for n, r in rows.items() if r.get("weights")}
         models = {n: p if p.is_absolute() else Path(__file__).resolve().parents[1] / p for n, p in models.items()}
         models = {n: p for n, p in models.items() if p.is_file()}
-        if "dense_s" not in models or runs <= 0:
+        if "dense_s" not in models or len(models) < 2 or runs <= 0:
             return
         ms = onnx_latency_ms(models, self.p.imgsz, runs, None, self.runs / "latency")
+        run_id = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
         for name, value in ms.items():
-            rows[name]["latency_ms"] = round(value, 2)
-            rows[name]["speedup"] = round(ms["dense_s"] / value, 3)
-        self.results.doc["latency"] = {"runtime": "onnxruntime", "batch": 1, "runs": runs, "interleaved": True}
+            rows[name].update(latency_ms=round(value, 2), speedup=round(ms["dense_s"] / value, 3), latency_run=run_id)
+        info = self.results.doc.setdefault("latency", {})
+        info.update(runtime="onnxruntime", batch=1, interleaved=True)
+        dense_ms = round(ms["dense_s"], 2)
+        info.setdefault("runs", {})[run_id] = {"cpu": machine()["cpu"], "timed_runs": runs, "dense_ms": dense_ms}
         self.results.save()
 
 

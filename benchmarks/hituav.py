@@ -309,7 +309,7 @@ def rows(b: Bench) -> dict:
     """Row name -> the step that produces it, in the order they run."""
     split = dict(sparsity_epochs=b.split[0], finetune_epochs=b.split[1])
     ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, sparsity=L1_FACTOR, **split)
-    paper_s = dict(sparsity=L1_FACTOR)  # calibration rows run when --sparsity 0.02 was the default keep it
+    paper_s = dict(sparsity=L1_FACTOR)  # rows run while --sparsity 0.02 was the default keep it
     table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(

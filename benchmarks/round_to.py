@@ -50,10 +50,9 @@ def pruned_models(round_tos: list[int], workdir: Path) -> list[dict]:
             model, _ = prune(load_model(DENSE), importance="bn-kernel", imgsz=IMGSZ, round_to=r, **target)
             path = workdir / f"{budget.rstrip('%')}_r{r}.safetensors"  # file stems name the ONNX exports
             save_checkpoint(model, path)
-            models.append({"name": f"{budget} r{r}", "budget": budget, "round_to": r, "path": path})
-    for m in models:
-        model = load_model(m["path"])
-        m.update(gflops=round(gflops(model, IMGSZ), 3), params=count_params(model))
+            models.append({"name": f"{budget} r{r}", "budget": budget, "round_to": r, "path": path,
+                           "gflops": round(gflops(model, IMGSZ), 3), "params": count_params(model)})  # fmt: skip
+    models[0].update(gflops=round(gflops(dense, IMGSZ), 3), params=count_params(dense))
     return models
 
 

@@ -199,7 +199,8 @@ class SparsityCallback(Callback):
                 LOGGER.info("%s mask: %d BN channels with |gamma| <= %.4g scaled", cfg.mask, n, thr)
 
     def after_backward(self, trainer) -> None:
-        add_l1_subgradient(trainer.net, self.factor * warmup_ramp(trainer.ni, trainer.nw))
+        if self.factor:  # s = 0 (compress's default): no pass over every BatchNorm per step
+            add_l1_subgradient(trainer.net, self.factor * warmup_ramp(trainer.ni, trainer.nw))
 
     def on_optimizer_step(self, trainer) -> None:
         if self.fade_plan is None:

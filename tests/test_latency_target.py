@@ -93,7 +93,7 @@ def test_real_onnxruntime_lands_in_window():
     torch.manual_seed(0)
     net = build_model(cfg).eval()
     timer = make_timer("onnxruntime")
-    reports = []
+    reports, unreachable_once = [], False
     for attempt in range(2):
         dense = timer([Probe("dense", net, [(1, 3, SIZE, SIZE)], "model")])[0]
         try:
@@ -101,6 +101,7 @@ def test_real_onnxruntime_lands_in_window():
         except PruningError:  # a loaded CPU can time the table so that 0.6x looks unreachable
             if attempt:
                 raise
+            unreachable_once = True
             continue
         reports.append(report["latency"])
         if report["latency"]["within"]:
@@ -110,8 +111,8 @@ def test_real_onnxruntime_lands_in_window():
         (r["target_ms"], [(i["predicted_ms"], i["measured_ms"]) for i in r["iterations"]]) for r in reports
     ]
     assert lat["window_ms"][0] <= lat["measured_ms"] <= lat["window_ms"][1]
-    # the table is measured once (by the first attempt that gets that far) and then reused
-    assert reports[0]["table"]["measured"] > 0 or attempt == 1
+    # the table is measured by the first attempt and reused by the second
+    assert reports[0]["table"]["measured"] > 0 or unreachable_once
     assert all(r["table"]["measured"] == 0 for r in reports[1:])
     assert pruned(torch.zeros(1, 3, SIZE, SIZE))[0].shape[-1] == 5 + 3
 

@@ -413,19 +413,13 @@ def rows(b: Bench) -> dict:
         "ours_50_r16": lambda n: b.compress(n, "ours_50 with --round-to 16", target_flops_ratio=0.5, round_to=16),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
         # calibration (session 9): the floor that suits a budget (0.1 at 50%, 0.4 at yolov5n's 26%);
-        # rows between the two budgets and at 26% with the middle floor
+        # rows between the two budgets
         "ours_35": lambda n: b.compress(n, "compress --target-flops-ratio 0.35 (defaults)", target_flops_ratio=0.35),
         "ours_35_floor25": lambda n: b.compress(
             n, "ours_35 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.35, per_layer_ratio=0.25
         ),
         "ours_35_floor40": lambda n: b.compress(
             n, "ours_35 with --per-layer-ratio 0.4 (floor)", target_flops_ratio=0.35, per_layer_ratio=0.4
-        ),
-        "ours_n_floor25": lambda n: b.compress(
-            n,
-            "ours_n with --per-layer-ratio 0.25 (floor)",
-            target_gflops=round(b.yolov5n_gflops(), 4),
-            per_layer_ratio=0.25,
         ),
     }
     for name, method, settings in ABLATION_ROWS:

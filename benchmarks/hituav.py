@@ -310,6 +310,7 @@ def rows(b: Bench) -> dict:
     split = dict(sparsity_epochs=b.split[0], finetune_epochs=b.split[1])
     ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, sparsity=L1_FACTOR, **split)
     paper_s = dict(sparsity=L1_FACTOR)  # rows run while --sparsity 0.02 was the default keep it
+    floor10 = dict(per_layer_ratio=0.1)  # rows below 50% run while 0.1 was the default floor keep it
     table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(
@@ -368,6 +369,7 @@ def rows(b: Bench) -> dict:
             target_gflops=round(b.yolov5n_gflops(), 4),
             group_normalize="mean",
             **paper_s,
+            **floor10,
         ),
         # calibration (session 4): does group normalization (+4 points at ours_n) help at 50% too?
         "ours_50_gn": lambda n: b.compress(
@@ -385,6 +387,7 @@ def rows(b: Bench) -> dict:
             "ours_n with --sparsity 0.02 (the paper's L1 term on top of the fade)",
             target_gflops=round(b.yolov5n_gflops(), 4),
             sparsity=L1_FACTOR,
+            **floor10,
         ),
         "ours_50_gentle": lambda n: b.compress(
             n,
@@ -399,11 +402,13 @@ def rows(b: Bench) -> dict:
         ),
         # calibration (session 7): at yolov5n's budget the global ranking leaves 8-channel trunks;
         # a floor of 0.4 per group keeps the plan close to yolov5n's (half of every width)
-        "ours_n_floor40": lambda n: b.compress(
+        # the default until session 9 (rows ours_n / ours_n_seed1 ran as ours_n_floor40, the
+        # budget's floor 0.4 of today's defaults)
+        "ours_n_floor10": lambda n: b.compress(
             n,
-            "ours_n with --per-layer-ratio 0.4 (floor)",
+            "ours_n with --per-layer-ratio 0.1 (the default floor until session 9)",
             target_gflops=round(b.yolov5n_gflops(), 4),
-            per_layer_ratio=0.4,
+            **floor10,
         ),
         "ours_50_floor40": lambda n: b.compress(
             n, "ours_50 with --per-layer-ratio 0.4 (floor)", target_flops_ratio=0.5, per_layer_ratio=0.4
@@ -413,10 +418,13 @@ def rows(b: Bench) -> dict:
         "ours_50_r16": lambda n: b.compress(n, "ours_50 with --round-to 16", target_flops_ratio=0.5, round_to=16),
         "ours_50_layers": lambda n: b.compress(n, "ours_50 + 2 Bottlenecks removed", target_flops_ratio=0.5, layers=2),
         # calibration (session 9): the floor that suits a budget (0.1 at 50%, 0.4 at yolov5n's 26%);
-        # rows between the two budgets
+        # rows between the two budgets (ours_35 ran as ours_35_floor25 before 0.25 became the floor at 35%)
         "ours_35": lambda n: b.compress(n, "compress --target-flops-ratio 0.35 (defaults)", target_flops_ratio=0.35),
-        "ours_35_floor25": lambda n: b.compress(
-            n, "ours_35 with --per-layer-ratio 0.25 (floor)", target_flops_ratio=0.35, per_layer_ratio=0.25
+        "ours_35_floor10": lambda n: b.compress(
+            n,
+            "ours_35 with --per-layer-ratio 0.1 (the default floor until session 9)",
+            target_flops_ratio=0.35,
+            **floor10,
         ),
         "ours_35_floor40": lambda n: b.compress(
             n, "ours_35 with --per-layer-ratio 0.4 (floor)", target_flops_ratio=0.35, per_layer_ratio=0.4

@@ -22,6 +22,7 @@ from pruned_yolo.compress.sparsity import (
 )
 from pruned_yolo.errors import ConfigError
 from pruned_yolo.models import build_model
+from pruned_yolo.pruning import floor_for_budget
 from pruned_yolo.pruning.masks import bn_layers
 from pruned_yolo.training import TrainConfig, Trainer
 from pruned_yolo.utils.torch_utils import gflops
@@ -165,6 +166,9 @@ def test_compress_meets_the_budget_reports_and_resumes(tmp_path):
 
     # interrupted in round 2 fine-tuning: resume redoes only that phase and what follows
     state = json.loads((run / "state.json").read_text())
+    floor = state["dense"]["per_layer_ratio"]  # the budget's floor over the dense widths, 0.5 of it per round
+    assert floor == floor_for_budget(0.5)
+    assert [e["budget"]["per_layer_ratio"] for e in state["rounds"]] == [round(floor**0.5, 4)] * 2
     state["done"] = [d for d in state["done"] if d not in ("round2/finetune", "round2/evaluate")]
     (run / "state.json").write_text(json.dumps(state))
     (run / "final.safetensors").unlink()

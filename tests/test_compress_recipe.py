@@ -16,7 +16,7 @@ from pruned_yolo.compress import CompressConfig, Compressor, SparsityCallback, S
 from pruned_yolo.compress.sparsity import fade_scale
 from pruned_yolo.errors import ConfigError
 from pruned_yolo.models import build_model
-from pruned_yolo.pruning import bn_layers, equivalent_hard_mask, prune
+from pruned_yolo.pruning import bn_layers, equivalent_hard_mask, floor_for_budget, prune
 from pruned_yolo.training import Callback, TrainConfig, Trainer, train_or_resume
 from pruned_yolo.training.state import saved_epoch
 
@@ -196,11 +196,45 @@ def test_compress_config_rejects_out_of_range_values(override):
         CompressConfig(**{"weights": "w", "data": "d", "target_flops_ratio": 0.5, **override})
 
 
-def test_per_layer_ratio_reaches_the_pruning_of_every_round():
+def test_per_layer_ratio_is_over_the_dense_widths_and_spread_over_the_rounds():
+    # each round's floor is relative to the widths it starts from: 0.5 x 0.5 = the 0.25 asked for
     config = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, iterations=2, per_layer_ratio=0.25)
-    dense = {"gflops": 4.0}
-    assert [config.prune_kwargs(dense, r)["per_layer_ratio"] for r in (1, 2)] == [0.25, 0.25]
-    assert config.sparsity_config(config.prune_kwargs(dense, 1)).budget["per_layer_ratio"] == 0.25
+    dense = {"gflops": 4.0, "params": 1000}
+    assert [config.prune_kwargs(dense, r)["per_layer_ratio"] for r in (1, 2)] == [0.5, 0.5]
+    assert config.sparsity_config(config.prune_kwargs(dense, 1)).budget["per_layer_ratio"] == 0.5
+    one_round = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, per_layer_ratio=0.25)
+    assert one_round.prune_kwargs(dense, 1)["per_layer_ratio"] == 0.25
+
+
+@pytest.mark.parametrize(
+    "target, fraction",
+    [({"target_flops_ratio": 0.5}, 0.5), ({"target_flops_ratio": 0.26}, 0.26), ({"target_gflops": 1.4}, 0.35),
+     ({"target_params_ratio": 0.3}, 0.3)],
+)  # fmt: skip
+def test_default_floor_follows_the_budget(target, fraction):
+    config = CompressConfig(weights="w", data="d", **target)
+    dense = {"gflops": 4.0, "params": 1000}
+    assert config.per_layer_ratio is None
+    assert config.prune_kwargs(dense, 1)["per_layer_ratio"] == floor_for_budget(fraction)
+
+
+def test_default_floor_is_the_runs_fitted_floor_and_a_latency_targets_is_its_plans(tmp_path):
+    config = CompressConfig(weights="w", data="d", target_latency_ms=5.0, iterations=2, project=str(tmp_path))
+    latency_budget = {"gflops": 1.0, "per_layer_ratio": 0.36}
+    compressor = Compressor(config)
+    compressor.state["dense"] = {"gflops": 4.0, "params": 1000, "latency_budget": latency_budget}
+    dense = dict(compressor.state["dense"], per_layer_ratio=compressor.run_floor(dense_model=None))
+    assert dense["per_layer_ratio"] == 0.36  # the floor the latency plan was made with
+    assert config.prune_kwargs(dense, 1)["per_layer_ratio"] == 0.6  # sqrt(0.36) in each of 2 rounds
+    assert config.prune_kwargs(dense, 2)["target_gflops"] == pytest.approx(1.0)
+
+
+def test_params_target_of_a_later_round_is_relative_to_the_model_it_prunes():
+    config = CompressConfig(weights="w", data="d", target_params_ratio=0.25, iterations=2)
+    dense = {"gflops": 4.0, "params": 1000}
+    assert config.prune_kwargs(dense, 1)["target_params_ratio"] == pytest.approx(0.5)
+    # round 1 ended at 480 params (within the 2% window under 500): round 2 must reach 250 of the dense 1000
+    assert config.prune_kwargs(dense, 2, current_params=480)["target_params_ratio"] == pytest.approx(250 / 480)
 
 
 def test_python_resume_rebuilds_registered_callbacks(tmp_path):

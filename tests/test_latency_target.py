@@ -12,7 +12,15 @@ import torch
 from pruned_yolo import save_checkpoint
 from pruned_yolo.cli.main import main
 from pruned_yolo.models import build_model
-from pruned_yolo.pruning import Probe, PruningError, latency_table, make_timer, prune_to_latency
+from pruned_yolo.pruning import (
+    PAPER_FLOOR,
+    Probe,
+    PruningError,
+    floor_for_budget,
+    latency_table,
+    make_timer,
+    prune_to_latency,
+)
 from pruned_yolo.pruning.pruner import check_targets
 
 from .conftest import tiny_cfg
@@ -49,6 +57,19 @@ def test_fake_timer_target_met_and_prediction_exact(model):
     assert pruned.meta["history"][-1]["latency"]["measured_ms"] == lat["measured_ms"]
     assert report["after"]["gflops"] < report["before"]["gflops"]
     json.dumps(report)  # the CLI writes it as JSON
+
+
+def test_latency_target_takes_the_floor_of_its_latency_fraction():
+    torch.manual_seed(0)
+    model = build_model("yolov5n").eval()  # the tiny model cannot go as low as 0.35
+    timer = FakeTimer()
+    target = 0.35 * timer.model_ms(model)
+    pruned, report = prune_to_latency(model, target, imgsz=SIZE, timer=timer)
+    floor = report["settings"]["per_layer_ratio"]
+    assert PAPER_FLOOR < floor <= floor_for_budget(0.35)  # a deep cut: above the paper's floor
+    assert report["latency"]["within"]
+    _, given = prune_to_latency(model, target, imgsz=SIZE, timer=timer, per_layer_ratio=0.05)
+    assert given["settings"]["per_layer_ratio"] == 0.05
 
 
 def test_fake_timer_prediction_corrected_by_measurement(model):

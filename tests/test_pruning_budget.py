@@ -5,7 +5,19 @@ import pytest
 import torch
 
 from pruned_yolo.models import build_model
-from pruned_yolo.pruning import ChannelRanking, Pruner, PruningError, floor_count, measure, prune, round_count
+from pruned_yolo.pruning import (
+    FLOOR_COST_SHARE,
+    FLOOR_KNOTS,
+    PAPER_FLOOR,
+    ChannelRanking,
+    Pruner,
+    PruningError,
+    floor_count,
+    floor_for_budget,
+    measure,
+    prune,
+    round_count,
+)
 from pruned_yolo.utils.torch_utils import count_params, gflops
 
 from .test_pruning_groups import tiny
@@ -20,6 +32,47 @@ def test_floor_and_round_to_rules():
     assert round_count(3, 64, 8, 8) == 8  # never below the (rounded) floor
     assert round_count(63, 64, 8, 8) == 64 and round_count(62, 60, 8, 8) == 60  # never above n
     assert round_count(10, 10, 2, 8) == 10  # nothing pruned stays unpruned, even off the grid
+
+
+def test_default_floor_rises_as_the_budget_shrinks():
+    assert floor_for_budget(None) == PAPER_FLOOR
+    for fraction, floor in FLOOR_KNOTS:
+        assert floor_for_budget(fraction) == floor
+    assert floor_for_budget(0.9) == floor_for_budget(FLOOR_KNOTS[-1][0])  # constant outside the knots
+    assert floor_for_budget(0.05) == floor_for_budget(FLOOR_KNOTS[0][0])
+    mid = (FLOOR_KNOTS[0][0] + FLOOR_KNOTS[-1][0]) / 2
+    assert FLOOR_KNOTS[-1][1] < floor_for_budget(mid) < FLOOR_KNOTS[0][1]
+
+
+@pytest.mark.parametrize("kw", [dict(target_flops_ratio=0.3), dict(target_params_ratio=0.45)])
+def test_prune_defaults_its_floor_from_the_target(kw):
+    model = build_model("yolov5n")
+    pruner = Pruner(model, round_to=8)
+    metric, target, _ = pruner.target_cost(**kw)
+    fitted = pruner.fit_floor(floor_for_budget(target / pruner.dense_cost()[metric]), cost_of(metric), target)
+    _, report = prune(model, round_to=8, **kw)
+    assert report["settings"]["per_layer_ratio"] == fitted > PAPER_FLOOR
+    _, report = prune(model, round_to=8, per_layer_ratio=0.05, **kw)
+    assert report["settings"]["per_layer_ratio"] == 0.05  # a given floor is kept
+    _, report = prune(model, channel_ratio=0.5, round_to=8)
+    assert report["settings"]["per_layer_ratio"] == PAPER_FLOOR  # no budget: the paper's floor
+
+
+@pytest.mark.parametrize("fraction", [0.12, 0.2, 0.26])
+def test_budget_floor_is_lowered_until_the_floors_leave_room(fraction):
+    # yolov5n's 16-channel groups at round_to 8: a 0.4 floor keeps half of them, too much for a deep cut
+    model = build_model("yolov5n")
+    _, report = prune(model, target_flops_ratio=fraction, round_to=8)
+    floor = report["settings"]["per_layer_ratio"]
+    assert PAPER_FLOOR <= floor <= floor_for_budget(fraction)
+    assert 0.98 <= report["target"]["fraction_of_target"] <= 1.0
+    pruner = Pruner(model, round_to=8, per_layer_ratio=floor)
+    floors_only = pruner.cost_range(cost_of("gflops"))[1]
+    assert floor == PAPER_FLOOR or floors_only <= FLOOR_COST_SHARE * fraction * pruner.dense_cost()["gflops"]
+
+
+def cost_of(metric):
+    return lambda cm, counts: cm.cost(counts)[metric]
 
 
 def test_ranking_counts_are_monotone_and_respect_floor_and_round_to():

@@ -12,6 +12,7 @@ HELP = "compress a checkpoint to a budget: K rounds of sparsity training, prunin
 
 def add_arguments(p):
     from ..compress.sparsity import MASK_TARGETS
+    from ..pruning.channel import describe_floor_default
     from ..training.config import OPTIMIZERS
     from . import common
     from .common import add_group_normalize
@@ -63,7 +64,8 @@ def add_arguments(p):
     p.add_argument(
         "--per-layer-ratio",
         type=float,
-        help="floor: every channel group keeps at least max(2, ratio x its channels) (default 0.1, the paper's)",
+        help="floor: every channel group keeps at least max(2, ratio x its dense channels) "
+        f"(default: {describe_floor_default()})",
     )
     p.add_argument(
         "--no-bias-compensation",

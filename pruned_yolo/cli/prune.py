@@ -14,6 +14,7 @@ HELP = (
 
 def add_arguments(p):
     from ..benchmark.latency import RUNTIMES
+    from ..pruning.channel import PAPER_FLOOR, describe_floor_default
     from ..pruning.groups import GROUP_REDUCTIONS
 
     add_weights(p)
@@ -46,7 +47,10 @@ def add_arguments(p):
     )
     p.add_argument("--round-to", type=int, default=8, help="kept channels per group rounded to a multiple of this")
     p.add_argument(
-        "--per-layer-ratio", type=float, default=0.1, help="keep at least max(2, ratio x channels) per group"
+        "--per-layer-ratio",
+        type=float,
+        help=f"keep at least max(2, ratio x channels) per group (default: {describe_floor_default()}; "
+        f"{PAPER_FLOOR:g} for --channel-ratio)",
     )
     p.add_argument(
         "--group-reduction",

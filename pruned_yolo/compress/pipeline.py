@@ -49,7 +49,7 @@ from pathlib import Path
 
 from ..checkpoint import load_model, save_checkpoint
 from ..errors import ConfigError, PrunedYoloError
-from ..pruning import PruningError, check_targets, prune
+from ..pruning import Pruner, PruningError, check_targets, floor_for_budget, prune
 from ..utils.files import increment_dir, write_json
 from ..utils.torch_utils import count_params, gflops
 from .distill import DistillationCallback
@@ -67,6 +67,7 @@ PHASES = ("sparsity", "prune", "finetune", "evaluate")
 LR_PLANS = ("per-phase", "continuous", "gentle")
 # a FLOPs, params or latency budget (a latency becomes a GFLOPs budget measured once, see latency_budget)
 COMPRESS_TARGETS = ("target_flops_ratio", "target_gflops", "target_params_ratio", "target_latency_ms")
+ROUND_BUDGET_KEYS = ("target_gflops", "target_params_ratio", "per_layer_ratio")  # kept in each round's report
 
 
 @dataclass
@@ -98,7 +99,8 @@ class CompressConfig:
     fade_end: float = 0.6  # mask "fade": the planned channels reach 0 at this fraction of the sparsity phase
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
-    per_layer_ratio: float = 0.1  # every group keeps at least max(2, ratio x its channels) (the paper's floor)
+    # every group keeps at least max(2, ratio x its dense channels); None: floor_for_budget(the target's fraction)
+    per_layer_ratio: float | None = None
     bias_compensation: bool = True
     distill: bool = True  # learn from the dense model in every training phase
     distill_weight: float = 1.0
@@ -162,7 +164,7 @@ class CompressConfig:
             raise ConfigError(
                 f"--max-map-drop is in mAP units (e.g. 0.01 = 1 point), in [0, 1); got {self.max_map_drop}"
             )
-        if not 0 <= self.per_layer_ratio <= 1:
+        if self.per_layer_ratio is not None and not 0 <= self.per_layer_ratio <= 1:
             raise ConfigError(f"--per-layer-ratio must be in [0, 1], got {self.per_layer_ratio}")
         if self.layers < 0:
             raise ConfigError(f"--layers must be >= 0, got {self.layers}")
@@ -194,30 +196,49 @@ class CompressConfig:
             self.fade_end,
         )
 
-    def prune_kwargs(self, dense: dict, r: int) -> dict:
-        """prune() keyword arguments of round r: its budget, Bottlenecks and the pruning settings."""
+    def prune_kwargs(self, dense: dict, r: int, current_params: int | None = None) -> dict:
+        """prune() keyword arguments of round r: its budget, Bottlenecks and the pruning settings.
+
+        `current_params`: parameters of the model round r starts from (a params target is relative
+        to it; default: the dense model's, right for round 1)."""
         return {
-            **self.round_budget(dense, r),
+            **self.round_budget(dense, r, current_params),
             "layers": self.round_layers(r),
             "importance": self.importance,
             "group_normalize": self.group_normalize,
             "round_to": self.round_to,
-            "per_layer_ratio": self.per_layer_ratio,
+            "per_layer_ratio": self.round_floor(dense),
             "imgsz": self.imgsz,
         }
 
-    def round_budget(self, dense: dict, r: int) -> dict:
-        """The budget of round r (1-based) as prune() keyword arguments."""
-        k = self.iterations
+    def final_fraction(self, dense: dict) -> float:
+        """The fraction of the dense model's cost (params for a params target, else GFLOPs) the run ends at."""
         if self.target_params_ratio:
-            return {"target_params_ratio": self.target_params_ratio ** (r / k)}
+            return self.target_params_ratio
         if self.target_latency_ms:
             final = dense["latency_budget"]["gflops"] / dense["gflops"]
         else:
             final = self.target_flops_ratio or self.target_gflops / dense["gflops"]
         if not 0 < final < 1:
             raise ConfigError(f"--target-gflops {self.target_gflops} must be below the dense {dense['gflops']:.2f}")
-        return {"target_gflops": dense["gflops"] * final ** (r / k)}
+        return final
+
+    def round_budget(self, dense: dict, r: int, current_params: int | None = None) -> dict:
+        """The budget of round r (1-based) as prune() keyword arguments: final^(r/k) of the dense cost."""
+        final = self.final_fraction(dense) ** (r / self.iterations)
+        if self.target_params_ratio:  # prune() takes a ratio of the model it prunes, not of the dense one
+            return {"target_params_ratio": final * dense["params"] / (current_params or dense["params"])}
+        return {"target_gflops": dense["gflops"] * final}
+
+    def round_floor(self, dense: dict) -> float:
+        """Each round's floor, relative to the widths it starts from: the run's floor over the dense
+        widths (--per-layer-ratio, or the budget's) spread over the rounds."""
+        floor = self.per_layer_ratio
+        if floor is None:
+            floor = dense.get("per_layer_ratio")  # fitted on the dense model at the start (Compressor.run_floor)
+        if floor is None:
+            floor = floor_for_budget(self.final_fraction(dense))
+        return round(floor ** (1 / self.iterations), 4)
 
     def round_layers(self, r: int) -> int:
         k = self.iterations
@@ -358,6 +379,9 @@ class Compressor:
         if c.target_latency_ms and "latency_budget" not in self.state["dense"]:
             self.state["dense"]["latency_budget"] = self.latency_budget(dense_model)
             self._save_state()
+        if c.per_layer_ratio is None and "per_layer_ratio" not in self.state["dense"]:
+            self.state["dense"]["per_layer_ratio"] = self.run_floor(dense_model)
+            self._save_state()
         dense = self.state["dense"]
         current, kept = Path(c.weights), None
         for r in range(1, c.iterations + 1):
@@ -387,6 +411,18 @@ class Compressor:
             LOGGER.warning("parity: %s", failure)
         return report
 
+    def run_floor(self, dense_model) -> float:
+        """The run's default floor over the dense widths: the latency plan's, or the one that suits the
+        final budget, fitted on the dense model so that the floors leave the ranking room."""
+        c, dense = self.config, self.state["dense"]
+        if c.target_latency_ms:
+            floor = dense["latency_budget"]["per_layer_ratio"]
+        else:
+            pruner = Pruner(dense_model, c.importance, c.round_to, imgsz=c.imgsz, group_normalize=c.group_normalize)
+            floor = pruner.budget_floor(**c.round_budget(dense, c.iterations))
+        LOGGER.info("per-layer floor %.3g of the dense widths (the budget's; --per-layer-ratio to set it)", floor)
+        return floor
+
     def latency_budget(self, dense_model) -> dict:
         """--target-latency-ms as a GFLOPs budget: the dense model pruned to the latency measured here.
 
@@ -406,6 +442,7 @@ class Compressor:
             "dense_ms": lat["dense_ms"],
             "planned_ms": lat["measured_ms"],
             "gflops": gflops(pruned, c.imgsz),
+            "per_layer_ratio": rep["settings"]["per_layer_ratio"],  # the floor the budget was planned with
             "threads": lat["threads"],
         }
         LOGGER.info(
@@ -540,7 +577,7 @@ class Compressor:
         t0 = time.time()
         # 1. sparsity training
         sparse = current
-        prune_kwargs = c.prune_kwargs(dense, r)
+        prune_kwargs = c.prune_kwargs(dense, r, count_params(load_model(current)))
         if c.sparsity_epochs > 0:
             sparse = rdir / "sparsity" / "weights" / "last.safetensors"
             if not self._done(f"round{r}/sparsity"):
@@ -563,7 +600,7 @@ class Compressor:
                 entry["sparse"] = self.evaluate(model, f"round {r} after sparsity training")
             pruned, report = prune(model, **prune_kwargs, bias_compensation=c.bias_compensation)
             save_checkpoint(pruned, pruned_path)
-            entry["budget"] = c.round_budget(dense, r)
+            entry["budget"] = {k: v for k, v in prune_kwargs.items() if k in ROUND_BUDGET_KEYS}
             entry["prune"] = {
                 "before": report["before"],
                 "after": report["after"],

@@ -10,7 +10,18 @@ shared with sparsity training), `compensation` (bias folding), `pruner` (entry p
 `latency` (prune to a measured latency: per-block latency tables, `prune_to_latency`).
 """
 
-from .channel import ChannelPlan, ChannelRanking, apply_channel_plan, floor_count, round_count
+from .channel import (
+    FLOOR_COST_SHARE,
+    FLOOR_KNOTS,
+    PAPER_FLOOR,
+    ChannelPlan,
+    ChannelRanking,
+    apply_channel_plan,
+    describe_floor_default,
+    floor_count,
+    floor_for_budget,
+    round_count,
+)
 from .compensation import compensate_bias, zero_gammas
 from .cost import CostModel, measure
 from .groups import (
@@ -90,6 +101,11 @@ __all__ = [
     "compute_mask",
     "equivalent_hard_mask",
     "floor_count",
+    "floor_for_budget",
+    "describe_floor_default",
+    "FLOOR_KNOTS",
+    "FLOOR_COST_SHARE",
+    "PAPER_FLOOR",
     "format_latency",
     "format_table",
     "gamma_stats",

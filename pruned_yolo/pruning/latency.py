@@ -88,6 +88,7 @@ import torch
 from torch import nn
 
 from ..utils.torch_utils import cpu_model
+from .channel import PAPER_FLOOR, floor_for_budget
 from .groups import PruningError, single_thread
 from .pruner import PrunePlan, Pruner, check_targets, prune
 
@@ -733,11 +734,7 @@ def prune_to_latency(
     timer = timer or make_timer(runtime, threads)
     settings = {"runtime": runtime, "threads": default_threads(threads), "imgsz": list(hw)}
 
-    with single_thread():
-        pruner = Pruner(model, imgsz=imgsz, **prune_kwargs)
-        removed = pruner.select_layers(layers) if isinstance(layers, int) else list(layers)
     table = latency_table(model, hw, runtime, threads, timer, fractions, cache)
-    lm = LatencyModel(table, pruner)
     dense_probe = _model_probe("dense", model, hw)
     (dense_ms,) = _time(timer, [dense_probe])
     if target >= dense_ms:
@@ -745,6 +742,12 @@ def prune_to_latency(
             f"target_latency_ms {target:.4g} is not below the model's measured {dense_ms:.4g} ms "
             f"({runtime}, {settings['threads']} threads, {hw[0]}x{hw[1]}): nothing to prune"
         )
+    auto_floor = prune_kwargs.get("per_layer_ratio") is None
+    prune_kwargs["per_layer_ratio"] = PAPER_FLOOR if auto_floor else prune_kwargs["per_layer_ratio"]
+    with single_thread():
+        pruner = Pruner(model, imgsz=imgsz, **prune_kwargs)
+        removed = pruner.select_layers(layers) if isinstance(layers, int) else list(layers)
+    lm = LatencyModel(table, pruner)
     o = table.overhead_ms
     cm0 = pruner.cost_model(())
     raw_dense = max(lm.raw(cm0, cm0.sizes), 1e-9)
@@ -754,6 +757,8 @@ def prune_to_latency(
         lm.offset, lm.scale = fit.alpha * load_ms, fit.beta * load_ms
 
     calibrate(dense_ms)
+    if auto_floor:  # the budget's floor, with the latency fraction standing in for the cost fraction
+        prune_kwargs["per_layer_ratio"] = pruner.fit_floor(floor_for_budget(target / dense_ms), lm, target, removed)
     full_pred, floor_pred = pruner.cost_range(lm, removed)
     if floor_pred > target:
         raise PruningError(

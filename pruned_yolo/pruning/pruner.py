@@ -32,7 +32,16 @@ from ..checkpoint.native import load_state
 from ..errors import CheckpointError
 from ..models.yolo import YOLO
 from .budget import search_counts
-from .channel import ChannelPlan, ChannelRanking, apply_channel_plan, floor_count
+from .channel import (
+    FLOOR_COST_SHARE,
+    FLOOR_STEP,
+    PAPER_FLOOR,
+    ChannelPlan,
+    ChannelRanking,
+    apply_channel_plan,
+    floor_count,
+    floor_for_budget,
+)
 from .compensation import compensate_bias
 from .cost import CostModel, conv_output_sizes, measure
 from .groups import (
@@ -108,7 +117,7 @@ class Pruner:
         model: YOLO,
         importance="bn-kernel",
         round_to: int = 8,
-        per_layer_ratio: float = 0.1,
+        per_layer_ratio: float = PAPER_FLOOR,
         imgsz: int = 640,
         group_reduction: str = "mean",
         group_normalize: str = "none",
@@ -206,12 +215,7 @@ class Pruner:
             counts = ranking.counts_for_ratio(channel_ratio)
             n_cand = int(round(channel_ratio * ranking.total))
         elif kind:
-            if kind == "target_gflops":
-                metric, target, label = "gflops", float(target_gflops), "GFLOPs"
-            elif kind == "target_flops_ratio":
-                metric, target, label = "gflops", float(target_flops_ratio) * self.dense_cost()["gflops"], "GFLOPs"
-            else:
-                metric, target, label = "params", float(target_params_ratio) * self.dense_cost()["params"], "params"
+            metric, target, label = self.target_cost(target_gflops, target_flops_ratio, target_params_ratio)
             if removed and layers_only[metric] <= target:
                 raise PruningError(
                     f"removing {len(removed)} Bottlenecks alone already gives {layers_only[metric]:.4g} {label}, "
@@ -223,6 +227,43 @@ class Pruner:
         channels = self._full_plan(ranking, live, counts)
         predicted = cm.cost(self._full_counts(live, counts))
         return PrunePlan(channels, removed, n_cand / max(ranking.total, 1), predicted)
+
+    def target_cost(
+        self,
+        target_gflops: float | None = None,
+        target_flops_ratio: float | None = None,
+        target_params_ratio: float | None = None,
+    ) -> tuple[str, float, str]:
+        """(metric, absolute target, label) of the one target given."""
+        if target_gflops is not None:
+            return "gflops", float(target_gflops), "GFLOPs"
+        if target_flops_ratio is not None:
+            return "gflops", float(target_flops_ratio) * self.dense_cost()["gflops"], "GFLOPs"
+        return "params", float(target_params_ratio) * self.dense_cost()["params"], "params"
+
+    def fit_floor(self, floor: float, cost, target: float, layers: int | list[str] = 0) -> float:
+        """Set `per_layer_ratio` to `floor`, lowered by FLOOR_STEP (not below PAPER_FLOOR) while a
+        plan of floors alone would cost more than FLOOR_COST_SHARE x `target`; return it.
+
+        `cost(cost_model, counts)` as in `cost_range`: the default floor of a budget
+        (`floor_for_budget`) must leave the ranking room, and never make a target unreachable
+        that the paper's floor can reach."""
+        self.per_layer_ratio = float(floor)
+        while self.per_layer_ratio > PAPER_FLOOR and self.cost_range(cost, layers)[1] > FLOOR_COST_SHARE * target:
+            self.per_layer_ratio = max(PAPER_FLOOR, round(self.per_layer_ratio - FLOOR_STEP, 4))
+        return self.per_layer_ratio
+
+    def budget_floor(
+        self,
+        target_gflops: float | None = None,
+        target_flops_ratio: float | None = None,
+        target_params_ratio: float | None = None,
+        layers: int | list[str] = 0,
+    ) -> float:
+        """`fit_floor` of the floor that suits the target's fraction of the cost (`floor_for_budget`)."""
+        metric, target, _ = self.target_cost(target_gflops, target_flops_ratio, target_params_ratio)
+        floor = floor_for_budget(target / self.dense_cost()[metric])
+        return self.fit_floor(floor, lambda cm, counts: cm.cost(counts)[metric], target, layers)
 
     def cost_range(self, cost, layers: int | list[str] = 0) -> tuple[float, float]:
         """`cost` of the plan that keeps every channel and of the plan at every group's floor.
@@ -346,7 +387,7 @@ def prune(
     target_params_ratio: float | None = None,
     importance="bn-kernel",
     round_to: int = 8,
-    per_layer_ratio: float = 0.1,
+    per_layer_ratio: float | None = None,
     imgsz: int = 640,
     bias_compensation: bool = False,
     group_reduction: str = "mean",
@@ -364,7 +405,8 @@ def prune(
     the settings, the per-layer widths and the removed Bottlenecks; the same entry is
     appended to `pruned.meta["history"]`. `plan` applies a plan made by another `Pruner` of
     the same model with the same settings (e.g. `plan_for_cost`, for latency targets) instead
-    of planning; it excludes the ratio, the targets and `layers`.
+    of planning; it excludes the ratio, the targets and `layers`. `per_layer_ratio` None: the
+    floor that suits the target's fraction of the model's cost (`floor_for_budget`).
     """
     t0 = time.perf_counter()
     targets = {
@@ -380,8 +422,12 @@ def prune(
     elif channel_ratio is None and kind is None and not layers:
         raise PruningError("nothing to prune: give channel_ratio, layers or a target")
     with single_thread():
-        pruner = Pruner(model, importance, round_to, per_layer_ratio, imgsz, group_reduction, group_normalize)
+        floor = PAPER_FLOOR if per_layer_ratio is None else per_layer_ratio
+        pruner = Pruner(model, importance, round_to, floor, imgsz, group_reduction, group_normalize)
         before = pruner.dense_cost()  # analytic; equal to measure(model) (tests check it)
+        if per_layer_ratio is None and kind and plan is None:  # the floor that suits the budget
+            pruner.budget_floor(target_gflops, target_flops_ratio, target_params_ratio, layers)
+        per_layer_ratio = pruner.per_layer_ratio
         if plan is None:
             plan = pruner.plan(channel_ratio, layers, target_gflops, target_flops_ratio, target_params_ratio, tolerance)
         elif len(plan.channels.keep) != len(pruner.gs.groups):

@@ -449,8 +449,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args()
     b = Bench(PROTOCOLS[args.protocol], args.seed)
+    table = rows(b)
+    known = set(table) | {b.row_name(name) for name in table}  # NAME or NAME_seedN
+    unknown = [n for n in args.only or [] if n not in known]
+    if unknown:
+        raise SystemExit(f"hituav.py: unknown row {', '.join(unknown)} (rows: {', '.join(table)})")
     if not args.report:
-        for name, step in rows(b).items():
+        for name, step in table.items():
             row = b.row_name(name)
             if (args.only and name not in args.only and row not in args.only) or b.results.get(row):
                 continue

@@ -577,7 +577,9 @@ class Compressor:
         t0 = time.time()
         # 1. sparsity training
         sparse = current
-        prune_kwargs = c.prune_kwargs(dense, r, count_params(load_model(current)))
+        # only a params target is relative to the round's model: load it just for that
+        current_params = count_params(load_model(current)) if c.target_params_ratio else None
+        prune_kwargs = c.prune_kwargs(dense, r, current_params)
         if c.sparsity_epochs > 0:
             sparse = rdir / "sparsity" / "weights" / "last.safetensors"
             if not self._done(f"round{r}/sparsity"):

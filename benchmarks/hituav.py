@@ -311,6 +311,7 @@ def rows(b: Bench) -> dict:
     ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, sparsity=L1_FACTOR, **split)
     paper_s = dict(sparsity=L1_FACTOR)  # rows run while --sparsity 0.02 was the default keep it
     floor10 = dict(per_layer_ratio=0.1)  # rows below 50% run while 0.1 was the default floor keep it
+    two_rounds = dict(iterations=2, sparsity_epochs=b.split[0] // 2, finetune_epochs=b.split[1] // 2)
     table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(
@@ -428,6 +429,17 @@ def rows(b: Bench) -> dict:
         ),
         "ours_35_floor40": lambda n: b.compress(
             n, "ours_35 with --per-layer-ratio 0.4 (floor)", target_flops_ratio=0.35, per_layer_ratio=0.4
+        ),
+        # calibration (session 10): the method's iteration, two rounds of half the epochs each (the
+        # same 28 in total): does removing the channels in two steps help at deep cuts?
+        "ours_n_k2": lambda n: b.compress(
+            n,
+            "ours_n with --iterations 2 (6 sparsity + 8 fine-tuning epochs per round)",
+            target_gflops=round(b.yolov5n_gflops(), 4),
+            **two_rounds,
+        ),
+        "ours_50_k2": lambda n: b.compress(
+            n, "ours_50 with --iterations 2 (6 + 8 epochs per round)", target_flops_ratio=0.5, **two_rounds
         ),
     }
     for name, method, settings in ABLATION_ROWS:

@@ -311,7 +311,6 @@ def rows(b: Bench) -> dict:
     ablation = dict(target_flops_ratio=0.5, mask_target="threshold", distill=True, sparsity=L1_FACTOR, **split)
     paper_s = dict(sparsity=L1_FACTOR)  # rows run while --sparsity 0.02 was the default keep it
     floor10 = dict(per_layer_ratio=0.1)  # rows below 50% run while 0.1 was the default floor keep it
-    two_rounds = dict(iterations=2, sparsity_epochs=b.split[0] // 2, finetune_epochs=b.split[1] // 2)
     table = {
         "dense_s": b.dense_s,
         "ours_50": lambda n: b.compress(
@@ -436,7 +435,9 @@ def rows(b: Bench) -> dict:
             n,
             "ours_n with --iterations 2 (6 sparsity + 8 fine-tuning epochs per round)",
             target_gflops=round(b.yolov5n_gflops(), 4),
-            **two_rounds,
+            iterations=2,
+            sparsity_epochs=b.split[0] // 2,
+            finetune_epochs=b.split[1] // 2,
         ),
     }
     for name, method, settings in ABLATION_ROWS:

@@ -27,6 +27,13 @@ model in one run) and `hituav.md` / `hituav.png` are generated from the JSON.
     .venv/bin/python benchmarks/hituav.py --only ours_50 dense_s    # some rows
     .venv/bin/python benchmarks/hituav.py --report                  # only latency, table and plot
     .venv/bin/python benchmarks/hituav.py --protocol gpu            # hituav.yaml, 640 px (GPU machine)
+    .venv/bin/python benchmarks/hituav.py --start s48 --only dense_s ours_50   # from a better-trained dense
+
+`--start s48` runs the same rows from a dense model that trained longer: the shared model plus
+the 28 epochs of the row `dense_s_matched_nbs16` (48 epochs, trained first if its run is not on
+disk), results in `hituav_s48.json`. The shared model had 160 optimizer steps and gains ten points
+from 28 more epochs, so the 99%-of-dense target measures mostly how far it was from converging;
+a user's model that trained to the end is closer to the s48 start.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import argparse
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -70,6 +77,20 @@ class Protocol:
     seed: int = 0
 
 
+@dataclass
+class Start:
+    """The dense model every row starts from (and distills from)."""
+
+    name: str
+    dense_epochs: int
+    trained_from: str | None = None  # None: the shared file; else the base bench's row whose run it is
+
+
+STARTS = {
+    "shared": Start("shared", DENSE_EPOCHS),
+    "s48": Start("s48", DENSE_EPOCHS + 28, trained_from="dense_s_matched_nbs16"),
+}
+
 PROTOCOLS = {
     "cpu": Protocol("cpu", str(SHARED / "datasets" / "hituav" / "hituav_cpu.yaml"), 320, 16, DENSE_EPOCHS),
     "gpu": Protocol("gpu", str(SHARED / "datasets" / "hituav" / "hituav.yaml"), 640, 32, DENSE_EPOCHS),
@@ -77,12 +98,17 @@ PROTOCOLS = {
 
 
 class Bench:
-    def __init__(self, protocol: Protocol, seed: int):
-        self.p = protocol
+    def __init__(self, protocol: Protocol, seed: int, start: Start = STARTS["shared"]):
+        self.p = protocol if start.trained_from is None else replace(protocol, dense_epochs=start.dense_epochs)
         self.seed = seed
-        suffix = "" if protocol.name == "cpu" else f"_{protocol.name}"
-        self.results = ResultsFile(RESULTS / f"hituav{suffix}.json", {**asdict(protocol), "evaluator": "pycocotools"})
+        self.start = start
+        suffix = ("" if protocol.name == "cpu" else f"_{protocol.name}") + (
+            "" if start.trained_from is None else f"_{start.name}"
+        )
+        info = {**asdict(self.p), "evaluator": "pycocotools", "start": start.name}
+        self.results = ResultsFile(RESULTS / f"hituav{suffix}.json", info)
         self.runs = RUNS / f"hituav{suffix}"
+        self.dense = DENSE_S if start.trained_from is None else self.train_start(protocol)
         self.validator = Validator(protocol.data, imgsz=protocol.imgsz, batch_size=16)
         defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
         self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
@@ -91,6 +117,13 @@ class Bench:
         self.split = (REGULARIZE_EPOCHS, self.compress_epochs - REGULARIZE_EPOCHS)
         # the controls train with compress's optimizer steps: nominal batch = its default (None: = batch)
         self.nbs = defaults.nbs or protocol.batch
+
+    def train_start(self, protocol: Protocol) -> Path:
+        """The start's dense model: the run of its row in the shared-start bench (resumed or trained now)."""
+        base = Bench(protocol, 0)
+        run = base.runs / self.start.trained_from
+        LOGGER.info("start %s: the dense model of %s", self.start.name, relative(run))
+        return base.train(self.start.trained_from, DENSE_S, self.start.dense_epochs - DENSE_EPOCHS, nbs=16)
 
     def row_name(self, name: str) -> str:
         return name if self.seed == 0 else f"{name}_seed{self.seed}"
@@ -136,15 +169,20 @@ class Bench:
         return train_or_resume(cfg, callbacks)
 
     def teacher(self) -> list:
-        return [DistillationCallback(load_model(DENSE_S), 1.0)]
+        return [DistillationCallback(load_model(self.dense), 1.0)]
 
     # -- rows -----------------------------------------------------------------------------------
     def dense_s(self, name: str) -> None:
-        self.record(name, DENSE_S, "dense yolov5s as the user brings it", self.p.dense_epochs, 0.0)
+        method = (
+            "dense yolov5s as the user brings it"
+            if self.start.trained_from is None
+            else (f"dense yolov5s trained {self.p.dense_epochs} epochs (the run of {self.start.trained_from})")
+        )
+        self.record(name, self.dense, method, self.p.dense_epochs, 0.0)
 
     def dense_s_matched(self, name: str, nbs: int | None = None) -> None:
         nbs = nbs or self.nbs
-        last = self.train(name, DENSE_S, self.compress_epochs, nbs=nbs)
+        last = self.train(name, self.dense, self.compress_epochs, nbs=nbs)
         self.record(
             name, last, f"dense yolov5s trained {self.compress_epochs} more epochs (same hyp, nbs {nbs})",
             self.p.dense_epochs + self.compress_epochs, self.train_seconds(self.runs / name),
@@ -162,7 +200,7 @@ class Bench:
         """`compress` with the library defaults, overridden only by `settings`."""
         run = self.runs / name
         config = CompressConfig(
-            weights=str(DENSE_S), data=self.p.data, imgsz=self.p.imgsz, batch=self.p.batch, seed=self.seed,
+            weights=str(self.dense), data=self.p.data, imgsz=self.p.imgsz, batch=self.p.batch, seed=self.seed,
             project=str(self.runs), name=name, exist_ok=True, progress=False, latency_runs=0, **settings,
         )  # fmt: skip
         report = Compressor(config, run if (run / "state.json").is_file() else None).run()
@@ -176,22 +214,22 @@ class Bench:
         )  # fmt: skip
 
     def yolov5n_gflops(self) -> float:
-        nc = len(load_model(DENSE_S).names)
+        nc = len(load_model(self.dense).names)
         return gflops(build_model("yolov5n", nc=nc), self.p.imgsz)
 
     def tp(self, name: str, kind: str) -> None:
         """A Torch-Pruning pruner: its regularize() phase (if any), pruning to 50 %, training."""
         sparse_epochs, finetune_epochs = self.split
-        start = DENSE_S
+        start = self.dense
         if kind in ("bnscale", "growingreg"):
             reg = L1_FACTOR if kind == "bnscale" else 1e-5  # bnscale: the paper's L1 factor; growingreg: TP's default
             callbacks = [TPRegularizer(kind, reg), *self.teacher()]
-            start = self.train(f"{name}_regularize", DENSE_S, sparse_epochs, callbacks)
+            start = self.train(f"{name}_regularize", self.dense, sparse_epochs, callbacks)
         else:  # magnitude: no regularization phase, all the epochs train the pruned model
             finetune_epochs += sparse_epochs
         pruned_path = self.runs / f"{name}_pruned.safetensors"
         if not pruned_path.is_file():
-            target = 0.5 * gflops(load_model(DENSE_S), self.p.imgsz)
+            target = 0.5 * gflops(load_model(self.dense), self.p.imgsz)
             save_checkpoint(tp_prune(load_model(start), kind, target, self.p.imgsz), pruned_path)
         before = self.validator(load_model(pruned_path), "cpu", progress=False)["mAP50-95"]
         last = self.train(name, pruned_path, finetune_epochs, self.teacher())
@@ -448,6 +486,7 @@ def rows(b: Bench) -> dict:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
+    p.add_argument("--start", choices=sorted(STARTS), default="shared", help="the dense model the rows start from")
     p.add_argument("--only", nargs="*", help="run only these rows")
     p.add_argument("--seed", type=int, default=0, help="seed of the trained rows (non-zero: rows named NAME_seedN)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
@@ -458,7 +497,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args()
-    b = Bench(PROTOCOLS[args.protocol], args.seed)
+    b = Bench(PROTOCOLS[args.protocol], args.seed, STARTS[args.start])
     table = rows(b)
     known = set(table) | {b.row_name(name) for name in table}  # NAME or NAME_seedN
     unknown = [n for n in args.only or [] if n not in known]

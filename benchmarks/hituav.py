@@ -178,7 +178,8 @@ class Bench:
             if self.start.trained_from is None
             else (f"dense yolov5s trained {self.p.dense_epochs} epochs (the run of {self.start.trained_from})")
         )
-        self.record(name, self.dense, method, self.p.dense_epochs, 0.0)
+        wall = 0.0 if self.start.trained_from is None else self.train_seconds(self.dense.parents[1])
+        self.record(name, self.dense, method, self.p.dense_epochs, wall)
 
     def dense_s_matched(self, name: str, nbs: int | None = None) -> None:
         nbs = nbs or self.nbs

@@ -124,6 +124,8 @@ def plot(doc: dict, path: Path) -> None:
 
     rows = {r["name"]: r for r in doc["models"]}
     bars = [(label, seed_mean(rows, n)[0]) for label, n in ABLATION if n in rows]
+    if all(n not in rows for _, n in ABLATION if n != "ours_50"):
+        bars = []  # no ablation row yet: ours alone is no ablation
     panels = 3 if bars else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), dpi=110, squeeze=False)
     cost_panel(axes[0][0], rows, doc["protocol"]["imgsz"])
@@ -177,8 +179,9 @@ def half_panel(ax, rows: dict[str, dict]) -> None:
     ax.barh([r["name"] for r in half], [r["mAP50-95"] for r in half], color=[row_color(r["name"]) for r in half])
     for i, r in enumerate(half):
         ax.text(r["mAP50-95"], i, f" {r['mAP50-95']:.4f}", va="center", fontsize=7)
-    low = min([r["mAP50-95"] for r in half] + [dense["mAP50-95"]])
-    ax.set_xlim(max(0.0, low - 0.03), None)  # the differences are a few points: do not start at 0
+    values = [r["mAP50-95"] for r in half] + [dense["mAP50-95"]]
+    # the differences are a few points: do not start at 0; leave room for the labels and the dense line
+    ax.set_xlim(max(0.0, min(values) - 0.03), max(values) + 0.02)
     ax.axvline(dense["mAP50-95"], color="tab:gray", ls="--", lw=1)
     ax.text(dense["mAP50-95"], len(half) - 0.5, " dense_s", fontsize=7, color="tab:gray")
     ax.tick_params(axis="y", labelsize=7)

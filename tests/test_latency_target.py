@@ -108,19 +108,22 @@ def test_table_cached_and_reused(model, cache):
 
 def test_real_onnxruntime_lands_in_window():
     """yolov5n widths (tiny_cfg at width 0.25) at 128 px: about 2 ms on ONNX Runtime, stable
-    enough. Timing on a shared CPU is noisy: one retry (the second attempt reuses the table)."""
+    enough. Timing on a shared CPU is noisy (models of 1-2 ms measured 15% apart run to run, the
+    dense model 25% apart between attempts): up to three attempts of six iterations each, the
+    later attempts reusing the table."""
     cfg = tiny_cfg()
     cfg["width_multiple"] = 0.25
     torch.manual_seed(0)
     net = build_model(cfg).eval()
     timer = make_timer("onnxruntime")
     reports, unreachable_once = [], False
-    for attempt in range(2):
+    attempts = 3
+    for attempt in range(attempts):
         dense = timer([Probe("dense", net, [(1, 3, SIZE, SIZE)], "model")])[0]
         try:
-            pruned, report = prune_to_latency(net, 0.6 * dense, imgsz=SIZE, runtime="onnxruntime")
+            pruned, report = prune_to_latency(net, 0.6 * dense, imgsz=SIZE, runtime="onnxruntime", max_iterations=6)
         except PruningError:  # a loaded CPU can time the table so that 0.6x looks unreachable
-            if attempt:
+            if attempt == attempts - 1:
                 raise
             unreachable_once = True
             continue

@@ -79,16 +79,21 @@ class Protocol:
 
 @dataclass
 class Start:
-    """The dense model every row starts from (and distills from)."""
+    """The dense model every row starts from (and distills from): the shared file, or the shared
+    model trained on as a row of the shared-start bench (`compress`'s epochs at nominal batch `nbs`)."""
 
     name: str
-    dense_epochs: int
-    trained_from: str | None = None  # None: the shared file; else the base bench's row whose run it is
+    trained_from: str | None = None  # that row's name (its run is the start)
+    nbs: int | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.trained_from is None
 
 
 STARTS = {
-    "shared": Start("shared", DENSE_EPOCHS),
-    "s48": Start("s48", DENSE_EPOCHS + 28, trained_from="dense_s_matched_nbs16"),
+    "shared": Start("shared"),
+    "s48": Start("s48", trained_from="dense_s_matched_nbs16", nbs=16),
 }
 
 PROTOCOLS = {
@@ -99,19 +104,19 @@ PROTOCOLS = {
 
 class Bench:
     def __init__(self, protocol: Protocol, seed: int, start: Start = STARTS["shared"]):
-        self.p = protocol if start.trained_from is None else replace(protocol, dense_epochs=start.dense_epochs)
+        defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
+        self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
+        self.p = (
+            protocol if start.shared else replace(protocol, dense_epochs=protocol.dense_epochs + self.compress_epochs)
+        )
         self.seed = seed
         self.start = start
-        suffix = ("" if protocol.name == "cpu" else f"_{protocol.name}") + (
-            "" if start.trained_from is None else f"_{start.name}"
-        )
+        suffix = ("" if protocol.name == "cpu" else f"_{protocol.name}") + ("" if start.shared else f"_{start.name}")
         info = {**asdict(self.p), "evaluator": "pycocotools", "start": start.name}
         self.results = ResultsFile(RESULTS / f"hituav{suffix}.json", info)
         self.runs = RUNS / f"hituav{suffix}"
-        self.dense = DENSE_S if start.trained_from is None else self.train_start(protocol)
+        self.dense = DENSE_S if start.shared else self.train_start(protocol)
         self.validator = Validator(protocol.data, imgsz=protocol.imgsz, batch_size=16)
-        defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
-        self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
         # rows with a sparsity / regularization phase (Torch-Pruning's, the paper's ablation) spend the
         # same total epochs, split like the paper's recipe: REGULARIZE_EPOCHS, then pruning and training
         self.split = (REGULARIZE_EPOCHS, self.compress_epochs - REGULARIZE_EPOCHS)
@@ -121,9 +126,8 @@ class Bench:
     def train_start(self, protocol: Protocol) -> Path:
         """The start's dense model: the run of its row in the shared-start bench (resumed or trained now)."""
         base = Bench(protocol, 0)
-        run = base.runs / self.start.trained_from
-        LOGGER.info("start %s: the dense model of %s", self.start.name, relative(run))
-        return base.train(self.start.trained_from, DENSE_S, self.start.dense_epochs - DENSE_EPOCHS, nbs=16)
+        LOGGER.info("start %s: the dense model of %s", self.start.name, relative(base.runs / self.start.trained_from))
+        return base.train(self.start.trained_from, DENSE_S, self.compress_epochs, nbs=self.start.nbs)
 
     def row_name(self, name: str) -> str:
         return name if self.seed == 0 else f"{name}_seed{self.seed}"
@@ -173,12 +177,11 @@ class Bench:
 
     # -- rows -----------------------------------------------------------------------------------
     def dense_s(self, name: str) -> None:
-        method = (
-            "dense yolov5s as the user brings it"
-            if self.start.trained_from is None
-            else (f"dense yolov5s trained {self.p.dense_epochs} epochs (the run of {self.start.trained_from})")
-        )
-        wall = 0.0 if self.start.trained_from is None else self.train_seconds(self.dense.parents[1])
+        if self.start.shared:
+            method, wall = "dense yolov5s as the user brings it", 0.0
+        else:
+            method = f"dense yolov5s trained {self.p.dense_epochs} epochs (the run of {self.start.trained_from})"
+            wall = self.train_seconds(self.dense.parents[1])
         self.record(name, self.dense, method, self.p.dense_epochs, wall)
 
     def dense_s_matched(self, name: str, nbs: int | None = None) -> None:

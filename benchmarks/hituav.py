@@ -481,6 +481,11 @@ def rows(b: Bench) -> dict:
             sparsity_epochs=b.split[0] // 2,
             finetune_epochs=b.split[1] // 2,
         ),
+        # calibration (session 12): a stronger pull towards the teacher (the s48 teacher is 7.5 points
+        # above the student it trains at weight 1)
+        "ours_50_dw4": lambda n: b.compress(
+            n, "ours_50 with --distill-weight 4", target_flops_ratio=0.5, distill_weight=4.0
+        ),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

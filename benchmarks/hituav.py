@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -144,9 +145,20 @@ class Bench:
                 total += sum(float(r.get("time/epoch_s") or 0) for r in csv.DictReader(f))
         return total
 
+    def evaluate(self, model: torch.nn.Module) -> dict:
+        return self.validator(model, "cpu" if not torch.cuda.is_available() else 0, progress=False)
+
+    @functools.cached_property
+    def start_map(self) -> float:
+        """mAP50-95 of the start as retrained in this session (its run does not survive sessions, and a
+        retrained start differs from the one of the row `dense_s`: rows record the start they used)."""
+        return round(self.evaluate(load_model(self.dense))["mAP50-95"], 4)
+
     def record(self, name: str, weights: Path, method: str, epochs: int, wall_s: float, **extra) -> None:
         model = load_model(weights)
-        m = self.validator(model, "cpu" if not torch.cuda.is_available() else 0, progress=False)
+        m = self.evaluate(model)
+        if not self.start.shared and name != self.row_name("dense_s"):
+            extra["start_mAP50-95"] = self.start_map
         row = {
             "name": name,
             "method": method,
@@ -235,7 +247,7 @@ class Bench:
         if not pruned_path.is_file():
             target = 0.5 * gflops(load_model(self.dense), self.p.imgsz)
             save_checkpoint(tp_prune(load_model(start), kind, target, self.p.imgsz), pruned_path)
-        before = self.validator(load_model(pruned_path), "cpu", progress=False)["mAP50-95"]
+        before = self.evaluate(load_model(pruned_path))["mAP50-95"]
         last = self.train(name, pruned_path, finetune_epochs, self.teacher())
         self.record(
             name, last, TP_METHODS[kind], self.compress_epochs,

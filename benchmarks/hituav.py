@@ -499,6 +499,16 @@ def rows(b: Bench) -> dict:
         "ours_50_dw4": lambda n: b.compress(
             n, "ours_50 with --distill-weight 4", target_flops_ratio=0.5, distill_weight=4.0
         ),
+        # calibration (session 14): the fine-tuning lab's two levers together (finetune_lab.md: EMA sized
+        # to the run +1.1, lr0 0.002 +1.0 on one cut); noval: per-epoch scores change no weights
+        "ours_50_emalr": lambda n: b.compress(
+            n,
+            "ours_50 with --finetune-ema run --finetune-lr0 0.002",
+            target_flops_ratio=0.5,
+            finetune_ema="run",
+            finetune_lr0=0.002,
+            noval=True,
+        ),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

@@ -189,7 +189,8 @@ def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, over
     "override",
     [{"batch": 0}, {"nbs": 0}, {"imgsz": 100}, {"bn_lr_mult": -5}, {"bn_recal": -1}, {"distill_weight": -1},
      {"target_gflops": float("nan"), "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1},
-     {"per_layer_ratio": 1.5}, {"per_layer_ratio": -0.1}],
+     {"per_layer_ratio": 1.5}, {"per_layer_ratio": -0.1}, {"finetune_lr0": 0}, {"finetune_lr0": float("inf")},
+     {"finetune_ema": "swa"}],
 )  # fmt: skip
 def test_compress_config_rejects_out_of_range_values(override):
     with pytest.raises(ConfigError):
@@ -379,3 +380,29 @@ def test_bn_recal_reaches_every_training_phase(tmp_path, monkeypatch):
     config = untrained_compress(tmp_path, target_flops_ratio=0.5, **settings)
     compress(config)
     assert seen == {"sparsity": 3, "finetune": 3}
+
+
+def test_finetune_lr0_reaches_only_the_fine_tuning_under_every_lr_plan():
+    for plan in ("per-phase", "gentle", "continuous"):
+        cfg = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan=plan, finetune_lr0=0.002)
+        assert cfg.phase_lr(1, "finetune")["lr0"] == 0.002
+        assert "lr0" not in cfg.phase_lr(1, "sparsity")
+    assert CompressConfig(weights="w", data="d", target_flops_ratio=0.5).phase_lr(1, "finetune") == {}
+
+
+def test_finetune_ema_and_lr0_reach_the_fine_tuning_phase_only(tmp_path, monkeypatch):
+    import pruned_yolo.training as training
+
+    seen = {}
+
+    def fake_train(cfg, callbacks):  # records the phase's settings, saves its input as its result
+        seen[cfg.name] = (cfg.ema_plan, cfg.hyp["lr0"])
+        out = Path(cfg.project) / cfg.name / "weights" / "last.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(load_model(cfg.weights), out)
+
+    monkeypatch.setattr(training, "train_or_resume", fake_train)
+    settings = {"sparsity_epochs": 1, "finetune_epochs": 1, "latency_runs": 0}
+    config = untrained_compress(tmp_path, target_flops_ratio=0.5, finetune_ema="run", finetune_lr0=0.003, **settings)
+    compress(config)
+    assert seen == {"sparsity": ("fixed", 0.01), "finetune": ("run", 0.003)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 
 import pytest
 import torch
@@ -260,3 +261,25 @@ def test_bn_recal_batches_re_estimates_the_ema_statistics(tmp_path):
     tracked = {int(m.num_batches_tracked) for m in trainer.ema.ema.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert tracked == {1}  # reset and re-estimated on one batch (training steps would have counted 2)
     assert all(m.momentum == 0.03 for m in trainer.ema.ema.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_run_sized_ema_averages_over_about_three_epochs():
+    from pruned_yolo.training.ema import run_sized_ema
+
+    decay, tau = run_sized_ema(32)  # 508 images at batch 16, a step per batch
+    assert tau == 32 and decay == pytest.approx(1 - 1 / 96)
+    assert 1 / (1 - decay) == pytest.approx(3 * 32)  # the average's horizon in steps
+    coco_decay, coco_tau = run_sized_ema(1830)  # COCO at batch 16, nbs 64: about YOLOv5's setting
+    assert coco_tau == 1830 and 0.9998 < coco_decay <= 0.9999
+    assert run_sized_ema(100_000) == (0.9999, 2000.0)  # capped at YOLOv5's
+
+
+def test_ema_plan_run_sizes_the_average_to_the_optimizer_steps(tmp_path):
+    data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
+    with pytest.raises(Exception, match="ema_plan"):
+        _config(data, tmp_path, ema_plan="swa")
+    trainer = Trainer(_config(data, tmp_path, epochs=1, ema_plan="run", noval=True))
+    trainer.fit()  # 2 batches of 2, accumulated to nbs 4: one optimizer step per epoch after the warm-up
+    assert (trainer.ema.decay_max, trainer.ema.tau) == (pytest.approx(1 - 1 / 3), 1.0)
+    updates = trainer.ema.updates  # the warm-up steps every batch
+    assert updates >= 1 and trainer.ema.decay() == pytest.approx((1 - 1 / 3) * (1 - math.exp(-updates)))

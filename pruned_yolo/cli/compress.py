@@ -13,7 +13,7 @@ HELP = "compress a checkpoint to a budget: K rounds of sparsity training, prunin
 def add_arguments(p):
     from ..compress.sparsity import MASK_TARGETS
     from ..pruning.channel import describe_floor_default
-    from ..training.config import OPTIMIZERS
+    from ..training.config import EMA_PLANS, OPTIMIZERS
     from . import common
     from .common import add_group_normalize
     from .train import add_schedule_and_mask_arguments
@@ -95,6 +95,13 @@ def add_arguments(p):
         help="per-phase: each training phase warms up and decays; continuous: one warm-up, lr0 held until the "
         "last fine-tuning, which decays (no restart); gentle: per-phase, with the biases' warm-up starting "
         "at lr 0 (not the hyp's warmup_bias_lr)",
+    )
+    p.add_argument("--finetune-lr0", type=float, metavar="LR", help="lr0 of fine-tuning (default: the hyp's)")
+    p.add_argument(
+        "--finetune-ema",
+        choices=EMA_PLANS,
+        help="weight average of the fine-tuning phases: fixed = YOLOv5's (decay 0.9999, tau 2000 steps: on a short "
+        "run nearly the raw weights); run = over about three epochs of optimizer steps",
     )
     p.add_argument("--bn-lr-mult", type=float, help="lr multiplier of the BatchNorm weights in sparsity training")
     p.add_argument(

@@ -54,6 +54,7 @@ from pathlib import Path
 from ..checkpoint import load_model, save_checkpoint
 from ..errors import ConfigError, PrunedYoloError
 from ..pruning import Pruner, PruningError, check_targets, floor_for_budget, prune
+from ..training.config import EMA_PLANS
 from ..utils.files import increment_dir, write_json
 from ..utils.torch_utils import count_params, gflops
 from .distill import DistillationCallback
@@ -117,6 +118,10 @@ class CompressConfig:
     lr_plan: str = "per-phase"  # LR_PLANS
     bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
     bn_recal: int = 0  # training phases: re-estimate BatchNorm statistics on this many batches before each validation
+    finetune_lr0: float | None = None  # lr0 of the fine-tuning phases (None: the hyp's)
+    # EMA of the fine-tuning phases (training.EMA_PLANS): "fixed" = YOLOv5's decay 0.9999 / tau 2000,
+    # which over a short fine-tuning is the raw model; "run" = an average over about three epochs
+    finetune_ema: str = "fixed"
     optimizer: str = "SGD"
     noval: bool = False  # no per-epoch validation inside the training phases (each phase is still evaluated)
     device: str = ""
@@ -172,19 +177,24 @@ class CompressConfig:
             raise ConfigError(f"--per-layer-ratio must be in [0, 1], got {self.per_layer_ratio}")
         if self.layers < 0:
             raise ConfigError(f"--layers must be >= 0, got {self.layers}")
+        if self.finetune_ema not in EMA_PLANS:
+            raise ConfigError(f"--finetune-ema must be one of {', '.join(EMA_PLANS)}, got {self.finetune_ema!r}")
+        if self.finetune_lr0 is not None and not (math.isfinite(self.finetune_lr0) and self.finetune_lr0 > 0):
+            raise ConfigError(f"--finetune-lr0 must be positive, got {self.finetune_lr0}")
         if self.lr_plan not in LR_PLANS:
             raise ConfigError(f"--lr-plan must be one of {', '.join(LR_PLANS)}, got {self.lr_plan!r}")
         self.sparsity_config({"target_flops_ratio": 0.5})  # validates the sparsity settings
 
     def phase_lr(self, r: int, phase: str) -> dict:
         """Hyp overrides of round r's `phase` ("sparsity" or "finetune") under `lr_plan`."""
+        lr0 = {"lr0": self.finetune_lr0} if phase == "finetune" and self.finetune_lr0 is not None else {}
         if self.lr_plan == "per-phase":
-            return {}
+            return lr0
         if self.lr_plan == "gentle":
-            return {"warmup_bias_lr": 0.0}
+            return {"warmup_bias_lr": 0.0, **lr0}
         first = r == 1 and (phase == "sparsity" or self.sparsity_epochs == 0)
         last = r == self.iterations and phase == "finetune"
-        return {**({} if first else {"warmup_epochs": 0.0}), **({} if last else {"lrf": 1.0})}
+        return {**({} if first else {"warmup_epochs": 0.0}), **({} if last else {"lrf": 1.0}), **lr0}
 
     def sparsity_config(self, prune_kwargs: dict | None = None) -> SparsityConfig:
         """The sparsity phase's settings; `prune_kwargs` (the round's pruning) feed `mask_target` budget."""
@@ -295,6 +305,7 @@ class Compressor:
         callbacks: list,
         bn_lr_mult: float = 1.0,
         lr: dict | None = None,
+        ema_plan: str = "fixed",
     ) -> Path:
         """A training phase in `out` (resumed if it was interrupted); returns its last weights."""
         from ..training import TrainConfig, load_hyp, train_or_resume
@@ -323,6 +334,7 @@ class Compressor:
             plots=c.plots,
             progress=c.progress,
             bn_recal_batches=c.bn_recal,
+            ema_plan=ema_plan,
         )
         return train_or_resume(cfg, callbacks)
 
@@ -625,6 +637,7 @@ class Compressor:
                     c.finetune_epochs,
                     self._distillation(),
                     lr=c.phase_lr(r, "finetune"),
+                    ema_plan=c.finetune_ema,
                 )
                 self._mark(f"round{r}/finetune")
         # 4. evaluation of the round's result

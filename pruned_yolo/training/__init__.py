@@ -4,7 +4,7 @@ from pruned_yolo.training import Trainer, TrainConfig, Callback
 Trainer(TrainConfig(data="data.yaml", cfg="yolov5n", epochs=10, imgsz=320), callbacks=[...]).fit()
 """
 
-from .config import TrainConfig
+from .config import EMA_PLANS, TrainConfig
 from .hooks import CALLBACKS, EVENTS, Callback, CallbackList, build_callback, callback_spec, register_callback
 from .hyp import load_hyp
 from .loss import DetectionLoss
@@ -13,6 +13,7 @@ from .trainer import Trainer, train, train_or_resume
 
 __all__ = [
     "CALLBACKS",
+    "EMA_PLANS",
     "build_callback",
     "callback_spec",
     "register_callback",

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..utils.torch_utils import select_device
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
+EMA_PLANS = ("fixed", "run")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class TrainConfig:
     val_imgsz: int | None = None  # default: imgsz
     ema_decay: float = 0.9999  # EMA decay, ramped in as decay * (1 - exp(-updates / ema_tau))
     ema_tau: float = 2000.0  # (short runs: a smaller tau averages sooner)
+    # EMA_PLANS: "fixed" uses ema_decay / ema_tau; "run" sizes both to the run's optimizer steps per
+    # epoch (an average over about three epochs, see ema.run_sized_ema) and ignores them
+    ema_plan: str = "fixed"
     # before each validation (and the last checkpoint), re-estimate the EMA model's BatchNorm statistics
     # on this many training batches: for runs whose weights move faster than the running statistics
     # follow (momentum 0.03, e.g. channels fading out), whose per-epoch scores would otherwise mislead
@@ -78,6 +82,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}{note}, got {v}")
         if not 0 <= self.seed < 2**32:  # numpy's seed range
             raise ConfigError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.ema_plan not in EMA_PLANS:
+            raise ConfigError(f"ema_plan must be one of {', '.join(EMA_PLANS)}, got {self.ema_plan!r}")
         if not (0 <= self.ema_decay <= 1 and self.ema_tau > 0):
             raise ConfigError(f"ema_decay must be in [0, 1] and ema_tau > 0, got {self.ema_decay} and {self.ema_tau}")
         try:
@@ -109,4 +115,4 @@ def default_workers(batch: int, world: int = 1) -> int:
     return max(0, min(8, cores, batch))
 
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "default_workers"]
+__all__ = ["EMA_PLANS", "OPTIMIZERS", "TrainConfig", "default_workers"]

@@ -3,6 +3,10 @@
 `decay(updates) = decay * (1 - exp(-updates / tau))` ramps the average in over the first
 few thousand optimizer steps, as in YOLOv5 (decay 0.9999, tau 2000). Floating-point
 parameters and buffers are averaged; integer buffers (BN `num_batches_tracked`) are copied.
+
+YOLOv5's setting is sized for COCO (thousands of steps per epoch). A short fine-tuning on a few
+hundred images (32 steps per epoch, 512 in a run) ends with an effective decay of 0.23: the
+"average" is the raw model. `run_sized_ema` sizes both to the run instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ from torch import nn
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DataParallel / DistributedDataParallel."""
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+
+def run_sized_ema(steps_per_epoch: int) -> tuple[float, float]:
+    """(decay, tau) for an average over about three epochs of optimizer steps, ramped in over one.
+
+    On COCO-sized epochs (1800 steps at batch 16, nbs 64) this is close to YOLOv5's 0.9999 / 2000."""
+    steps = max(int(steps_per_epoch), 1)
+    return min(0.9999, 1 - 1 / (3 * steps)), float(min(2000, steps))
 
 
 class ModelEMA:

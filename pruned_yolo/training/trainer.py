@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import shutil
 import sys
@@ -48,7 +49,7 @@ from ..utils.files import atomic_write, increment_dir, write_json
 from ..utils.torch_utils import init_seeds, recalibrate_bn, select_device, set_cpu_threads
 from . import distributed as dist_utils
 from .config import OPTIMIZERS, TrainConfig, default_workers
-from .ema import ModelEMA
+from .ema import ModelEMA, run_sized_ema
 from .hooks import Callback, CallbackList, build_callback, callback_spec
 from .hyp import HYP_NAMES, REQUIRED_HYP, load_hyp
 from .loss import DetectionLoss
@@ -257,11 +258,15 @@ class Trainer:
         self.lf = LrLambda(kind, float(hyp["lrf"]), cfg.epochs)
         self.scheduler = LambdaLR(self.optimizer, lr_lambda=self.lf)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        self.ema = ModelEMA(self.net, decay=cfg.ema_decay, tau=cfg.ema_tau)
+        self.nb = len(self.loader)
+        decay, tau = cfg.ema_decay, cfg.ema_tau
+        if cfg.ema_plan == "run":
+            decay, tau = run_sized_ema(math.ceil(self.nb / self.accumulate))
+            LOGGER.info("EMA sized to the run: decay %.5f, tau %.0f optimizer steps", decay, tau)
+        self.ema = ModelEMA(self.net, decay=decay, tau=tau)
         self.loss_fn = DetectionLoss(self.net, hyp, cfg.imgsz)
         self.epochs = cfg.epochs
         self.start_epoch = 0
-        self.nb = len(self.loader)
         self.nw = warmup_iterations(float(hyp["warmup_epochs"]), self.nb, self.nb * cfg.epochs)
 
     def _wrap_model(self) -> None:

@@ -31,8 +31,9 @@ epochs, distillation; details in `benchmarks/results/hituav_notes.md`):
   (0.224 -> 0.165 -> 0.114 in epochs 1, 2, 4): early per-epoch dips are the warm-up.
 * fine-tuning at lr0 0.002 with an EMA over about three epochs (`finetune_lr0`, `finetune_ema`):
   +1.0 / +1.1 points each on one cut from the 48-epoch dense model (`benchmarks/finetune_lab.py`),
-  but 0.2360 together from the 20-epoch shared model, 1.8 points below the defaults: a gentle
-  fine-tuning suits only a converged start, so both stay off.
+  but 0.2360 together from the 20-epoch shared model, 1.8 points below the defaults, and 0.2479
+  with the EMA alone (within the seed spread): a gentle fine-tuning suits only a converged
+  start, so both stay off.
 
 Run folder:
 

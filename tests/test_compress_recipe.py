@@ -363,23 +363,29 @@ def test_continuous_lr_plan_warms_up_once_and_decays_once():
         CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan="cyclic")
 
 
-def test_bn_recal_reaches_every_training_phase(tmp_path, monkeypatch):
-    """--bn-recal N: the sparsity and the fine-tuning phase both re-estimate BatchNorm statistics."""
+def _record_phase_configs(monkeypatch) -> dict:
+    """Replace training by a stub that records each phase's TrainConfig and saves its input as its result."""
     import pruned_yolo.training as training
 
     seen = {}
 
-    def fake_train(cfg, callbacks):  # records the phase's settings, saves its input as its result
-        seen[cfg.name] = cfg.bn_recal_batches
+    def fake_train(cfg, callbacks):
+        seen[cfg.name] = cfg
         out = Path(cfg.project) / cfg.name / "weights" / "last.safetensors"
         out.parent.mkdir(parents=True, exist_ok=True)
         return save_checkpoint(load_model(cfg.weights), out)
 
     monkeypatch.setattr(training, "train_or_resume", fake_train)
+    return seen
+
+
+def test_bn_recal_reaches_every_training_phase(tmp_path, monkeypatch):
+    """--bn-recal N: the sparsity and the fine-tuning phase both re-estimate BatchNorm statistics."""
+    seen = _record_phase_configs(monkeypatch)
     settings = {"sparsity_epochs": 1, "finetune_epochs": 1, "bn_recal": 3, "latency_runs": 0}
     config = untrained_compress(tmp_path, target_flops_ratio=0.5, **settings)
     compress(config)
-    assert seen == {"sparsity": 3, "finetune": 3}
+    assert {name: cfg.bn_recal_batches for name, cfg in seen.items()} == {"sparsity": 3, "finetune": 3}
 
 
 def test_finetune_lr0_reaches_only_the_fine_tuning_under_every_lr_plan():
@@ -391,18 +397,9 @@ def test_finetune_lr0_reaches_only_the_fine_tuning_under_every_lr_plan():
 
 
 def test_finetune_ema_and_lr0_reach_the_fine_tuning_phase_only(tmp_path, monkeypatch):
-    import pruned_yolo.training as training
-
-    seen = {}
-
-    def fake_train(cfg, callbacks):  # records the phase's settings, saves its input as its result
-        seen[cfg.name] = (cfg.ema_plan, cfg.hyp["lr0"])
-        out = Path(cfg.project) / cfg.name / "weights" / "last.safetensors"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return save_checkpoint(load_model(cfg.weights), out)
-
-    monkeypatch.setattr(training, "train_or_resume", fake_train)
+    seen = _record_phase_configs(monkeypatch)
     settings = {"sparsity_epochs": 1, "finetune_epochs": 1, "latency_runs": 0}
     config = untrained_compress(tmp_path, target_flops_ratio=0.5, finetune_ema="run", finetune_lr0=0.003, **settings)
     compress(config)
-    assert seen == {"sparsity": ("fixed", 0.01), "finetune": ("run", 0.003)}
+    phases = {name: (cfg.ema_plan, cfg.hyp["lr0"]) for name, cfg in seen.items()}
+    assert phases == {"sparsity": ("fixed", 0.01), "finetune": ("run", 0.003)}

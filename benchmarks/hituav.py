@@ -513,6 +513,11 @@ def rows(b: Bench) -> dict:
         "ours_50_ema": lambda n: b.compress(
             n, "ours_50 with --finetune-ema run", target_flops_ratio=0.5, finetune_ema="run", noval=True
         ),
+        # calibration (session 15): the fade phase's own lr (a converged start re-warmed to lr0 0.01 loses
+        # 6-11 points even unpruned; the s48 start falls to 0.07 mid-fade)
+        "ours_50_slr002": lambda n: b.compress(
+            n, "ours_50 with --sparsity-lr0 0.002", target_flops_ratio=0.5, sparsity_lr0=0.002, noval=True
+        ),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

@@ -190,6 +190,7 @@ def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, over
     [{"batch": 0}, {"nbs": 0}, {"imgsz": 100}, {"bn_lr_mult": -5}, {"bn_recal": -1}, {"distill_weight": -1},
      {"target_gflops": float("nan"), "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1},
      {"per_layer_ratio": 1.5}, {"per_layer_ratio": -0.1}, {"finetune_lr0": 0}, {"finetune_lr0": float("inf")},
+     {"sparsity_lr0": -1e-3}, {"sparsity_lr0": float("nan")},
      {"finetune_ema": "swa"}],
 )  # fmt: skip
 def test_compress_config_rejects_out_of_range_values(override):
@@ -388,12 +389,16 @@ def test_bn_recal_reaches_every_training_phase(tmp_path, monkeypatch):
     assert {name: cfg.bn_recal_batches for name, cfg in seen.items()} == {"sparsity": 3, "finetune": 3}
 
 
-def test_finetune_lr0_reaches_only_the_fine_tuning_under_every_lr_plan():
+def test_each_phase_lr0_reaches_only_its_phase_under_every_lr_plan():
     for plan in ("per-phase", "gentle", "continuous"):
         cfg = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan=plan, finetune_lr0=0.002)
         assert cfg.phase_lr(1, "finetune")["lr0"] == 0.002
         assert "lr0" not in cfg.phase_lr(1, "sparsity")
-    assert CompressConfig(weights="w", data="d", target_flops_ratio=0.5).phase_lr(1, "finetune") == {}
+        cfg = CompressConfig(weights="w", data="d", target_flops_ratio=0.5, lr_plan=plan, sparsity_lr0=0.003)
+        assert cfg.phase_lr(1, "sparsity")["lr0"] == 0.003
+        assert "lr0" not in cfg.phase_lr(1, "finetune")
+    default = CompressConfig(weights="w", data="d", target_flops_ratio=0.5)
+    assert default.phase_lr(1, "finetune") == default.phase_lr(1, "sparsity") == {}
 
 
 def test_finetune_ema_and_lr0_reach_the_fine_tuning_phase_only(tmp_path, monkeypatch):

@@ -96,6 +96,7 @@ def add_arguments(p):
         "last fine-tuning, which decays (no restart); gentle: per-phase, with the biases' warm-up starting "
         "at lr 0 (not the hyp's warmup_bias_lr)",
     )
+    p.add_argument("--sparsity-lr0", type=float, metavar="LR", help="lr0 of sparsity training (default: the hyp's)")
     p.add_argument("--finetune-lr0", type=float, metavar="LR", help="lr0 of fine-tuning (default: the hyp's)")
     p.add_argument(
         "--finetune-ema",

@@ -123,6 +123,7 @@ class CompressConfig:
     lr_plan: str = "per-phase"  # LR_PLANS
     bn_lr_mult: float = 1.0  # lr multiplier of the BatchNorm weights during sparsity training
     bn_recal: int = 0  # training phases: re-estimate BatchNorm statistics on this many batches before each validation
+    sparsity_lr0: float | None = None  # lr0 of the sparsity (fade) phases (None: the hyp's)
     finetune_lr0: float | None = None  # lr0 of the fine-tuning phases (None: the hyp's)
     # EMA of the fine-tuning phases (training.EMA_PLANS): "fixed" = YOLOv5's decay 0.9999 / tau 2000,
     # which over a short fine-tuning is the raw model; "run" = an average over about three epochs
@@ -184,15 +185,18 @@ class CompressConfig:
             raise ConfigError(f"--layers must be >= 0, got {self.layers}")
         if self.finetune_ema not in EMA_PLANS:
             raise ConfigError(f"--finetune-ema must be one of {', '.join(EMA_PLANS)}, got {self.finetune_ema!r}")
-        if self.finetune_lr0 is not None and not (math.isfinite(self.finetune_lr0) and self.finetune_lr0 > 0):
-            raise ConfigError(f"--finetune-lr0 must be positive, got {self.finetune_lr0}")
+        for phase in ("sparsity", "finetune"):
+            lr0 = getattr(self, f"{phase}_lr0")
+            if lr0 is not None and not (math.isfinite(lr0) and lr0 > 0):
+                raise ConfigError(f"--{phase}-lr0 must be positive, got {lr0}")
         if self.lr_plan not in LR_PLANS:
             raise ConfigError(f"--lr-plan must be one of {', '.join(LR_PLANS)}, got {self.lr_plan!r}")
         self.sparsity_config({"target_flops_ratio": 0.5})  # validates the sparsity settings
 
     def phase_lr(self, r: int, phase: str) -> dict:
         """Hyp overrides of round r's `phase` ("sparsity" or "finetune") under `lr_plan`."""
-        lr0 = {"lr0": self.finetune_lr0} if phase == "finetune" and self.finetune_lr0 is not None else {}
+        phase_lr0 = getattr(self, f"{phase}_lr0")
+        lr0 = {} if phase_lr0 is None else {"lr0": phase_lr0}
         if self.lr_plan == "per-phase":
             return lr0
         if self.lr_plan == "gentle":

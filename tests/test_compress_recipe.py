@@ -13,6 +13,7 @@ import torch
 from pruned_yolo.checkpoint import load_model, save_checkpoint
 from pruned_yolo.cli.main import build_parser
 from pruned_yolo.compress import CompressConfig, Compressor, SparsityCallback, SparsityConfig, compress
+from pruned_yolo.compress.pipeline import with_phase_lr
 from pruned_yolo.compress.sparsity import fade_scale
 from pruned_yolo.errors import ConfigError
 from pruned_yolo.models import build_model
@@ -406,5 +407,13 @@ def test_finetune_ema_and_lr0_reach_the_fine_tuning_phase_only(tmp_path, monkeyp
     settings = {"sparsity_epochs": 1, "finetune_epochs": 1, "latency_runs": 0}
     config = untrained_compress(tmp_path, target_flops_ratio=0.5, finetune_ema="run", finetune_lr0=0.003, **settings)
     compress(config)
-    phases = {name: (cfg.ema_plan, cfg.hyp["lr0"]) for name, cfg in seen.items()}
-    assert phases == {"sparsity": ("fixed", 0.01), "finetune": ("run", 0.003)}
+    phases = {name: (cfg.ema_plan, cfg.hyp["lr0"], cfg.hyp["warmup_bias_lr"]) for name, cfg in seen.items()}
+    # the biases' warm-up starts at ten times the phase's lr0, as the hyp's (0.1 at 0.01)
+    assert phases == {"sparsity": ("fixed", 0.01, 0.1), "finetune": ("run", 0.003, pytest.approx(0.03))}
+
+
+def test_a_phase_lr0_scales_the_bias_warm_up_unless_the_plan_sets_it():
+    hyp = {"lr0": 0.01, "warmup_bias_lr": 0.1, "lrf": 0.01}
+    assert with_phase_lr(hyp, {"lr0": 0.002}) == {"lr0": 0.002, "warmup_bias_lr": pytest.approx(0.02), "lrf": 0.01}
+    assert with_phase_lr(hyp, {"lr0": 0.002, "warmup_bias_lr": 0.0})["warmup_bias_lr"] == 0.0
+    assert with_phase_lr(hyp, {}) == hyp

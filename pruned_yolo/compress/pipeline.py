@@ -80,6 +80,18 @@ COMPRESS_TARGETS = ("target_flops_ratio", "target_gflops", "target_params_ratio"
 ROUND_BUDGET_KEYS = ("target_gflops", "target_params_ratio", "per_layer_ratio")  # kept in each round's report
 
 
+def with_phase_lr(hyp: dict, lr: dict) -> dict:
+    """`hyp` with a phase's lr overrides (CompressConfig.phase_lr).
+
+    A phase lr0 scales the biases' warm-up start with it: the hyp's warmup_bias_lr (0.1, ten times
+    its lr0) would otherwise kick the biases of a phase run at lr0 0.002 with 50 times its lr.
+    """
+    out = {**hyp, **lr}
+    if "lr0" in lr and "warmup_bias_lr" not in lr and "warmup_bias_lr" in hyp:
+        out["warmup_bias_lr"] = hyp["warmup_bias_lr"] * lr["lr0"] / hyp["lr0"]
+    return out
+
+
 @dataclass
 class CompressConfig:
     """Settings of `pruned-yolo compress` (saved in state.json; `--resume` reads them back)."""
@@ -320,7 +332,7 @@ class Compressor:
         from ..training import TrainConfig, load_hyp, train_or_resume
 
         c = self.config
-        hyp = {**load_hyp(c.hyp), **(lr or {})}
+        hyp = with_phase_lr(load_hyp(c.hyp), lr or {})
         if bn_lr_mult != 1.0:
             hyp["bn_lr_mult"] = bn_lr_mult
         cfg = TrainConfig(

@@ -34,6 +34,8 @@ epochs, distillation; details in `benchmarks/results/hituav_notes.md`):
   but 0.2360 together from the 20-epoch shared model, 1.8 points below the defaults, and 0.2479
   with the EMA alone (within the seed spread): a gentle fine-tuning suits only a converged
   start, so both stay off.
+* the fade phase at lr0 0.002 (`sparsity_lr0`) from the 48-epoch dense model: 0.2102 at the cut
+  (0.2386 at lr0 0.01), 0.2553 after fine-tuning (0.2559 / 0.2563 with the defaults): off.
 
 Run folder:
 

@@ -518,6 +518,24 @@ def rows(b: Bench) -> dict:
         "ours_50_slr002": lambda n: b.compress(
             n, "ours_50 with --sparsity-lr0 0.002", target_flops_ratio=0.5, sparsity_lr0=0.002, noval=True
         ),
+        # calibration (session 16): at yolov5n's budget the 12-epoch fade collapses (0.002-0.01 in its
+        # epochs 4-6) and 16 epochs recover 0.19; a shorter fade, or none, leaves more to fine-tuning
+        "ours_n_split4": lambda n: b.compress(
+            n,
+            "ours_n with 4 sparsity + 24 fine-tuning epochs",
+            target_gflops=round(b.yolov5n_gflops(), 4),
+            sparsity_epochs=4,
+            finetune_epochs=b.compress_epochs - 4,
+            noval=True,
+        ),
+        "ours_n_oneshot": lambda n: b.compress(
+            n,
+            "ours_n pruned at once (no sparsity phase), then 28 fine-tuning epochs",
+            target_gflops=round(b.yolov5n_gflops(), 4),
+            sparsity_epochs=0,
+            finetune_epochs=b.compress_epochs,
+            noval=True,
+        ),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

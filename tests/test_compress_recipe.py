@@ -192,10 +192,10 @@ def test_compress_checks_every_input_before_any_work(tmp_path, monkeypatch, over
      {"target_gflops": float("nan"), "target_flops_ratio": None}, {"max_map_drop": 5}, {"layers": -1},
      {"per_layer_ratio": 1.5}, {"per_layer_ratio": -0.1}, {"finetune_lr0": 0}, {"finetune_lr0": float("inf")},
      {"sparsity_lr0": -1e-3}, {"sparsity_lr0": float("nan")},
-     {"finetune_ema": "swa"}],
+     {"finetune_ema": "swa"}, {"sparsity_epochs": -1}, {"finetune_epochs": -2}],
 )  # fmt: skip
-def test_compress_config_rejects_out_of_range_values(override):
-    with pytest.raises(ConfigError):
+def test_compress_config_rejects_out_of_range_values_naming_the_flag(override):
+    with pytest.raises(ConfigError, match="^--"):
         CompressConfig(**{"weights": "w", "data": "d", "target_flops_ratio": 0.5, **override})
 
 

@@ -171,8 +171,9 @@ class CompressConfig:
             raise ConfigError(f"--{str(e).replace('_', '-')}") from None
         if self.iterations < 1:
             raise ConfigError("--iterations must be at least 1")
-        if self.sparsity_epochs < 0 or self.finetune_epochs < 0:
-            raise ConfigError("epochs must be >= 0")
+        for name in ("sparsity_epochs", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.bn_recal < 0:
             raise ConfigError(f"--bn-recal must be >= 0 (batches; 0: off), got {self.bn_recal}")
         positive = {

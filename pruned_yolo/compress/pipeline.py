@@ -36,6 +36,9 @@ epochs, distillation; details in `benchmarks/results/hituav_notes.md`):
   start, so both stay off.
 * the fade phase at lr0 0.002 (`sparsity_lr0`) from the 48-epoch dense model: 0.2102 at the cut
   (0.2386 at lr0 0.01), 0.2553 after fine-tuning (0.2559 / 0.2563 with the defaults): off.
+* the split at yolov5n's GFLOPs: 4 sparsity + 24 fine-tuning epochs 0.1973 / 0.1966 over two
+  seeds (+0.5 over 12 + 16), pruning at once then 28 epochs 0.1802; even at 50% (0.2474 with
+  4 + 24): 12 + 16 stays the default (a default moves for 1 point or more).
 
 Run folder:
 

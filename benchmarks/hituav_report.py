@@ -82,23 +82,22 @@ def targets(rows: dict[str, dict]) -> list[str]:
                 f"({100 * (a - b):+.1f} points): {verdict(a >= b + 0.01)}"
             )
     if dense and dense.get("latency_ms"):
-        for r in rows.values():
-            if r["name"].startswith(("dense", "yolov5n")) or not r.get("speedup"):
-                continue
+        pruned = [r for r in rows.values() if r.get("speedup") and not r["name"].startswith(("dense", "yolov5n"))]
+        small = [r for r in rows.values() if r.get("speedup") and r["name"].startswith("yolov5n")]
+        for r in pruned:
             flops_x = dense["gflops"] / r["gflops"]
             ok = r["speedup"] >= 0.8 * flops_x
             out.append(
                 f"- latency `{r['name']}`: ONNX Runtime speed-up {r['speedup']:.2f}x vs GFLOPs ratio {flops_x:.2f}x "
                 f"(needs >= {0.8 * flops_x:.2f}x): {verdict(ok)}"
             )
-        for r in rows.values():  # how far the bar is for a model designed small (no verdict: not pruned)
-            if r["name"].startswith("yolov5n") and r.get("speedup"):
-                flops_x = dense["gflops"] / r["gflops"]
-                out.append(
-                    f"- reference, not a pruned row: `{r['name']}` (yolov5n as designed) runs {r['speedup']:.2f}x "
-                    f"at a GFLOPs ratio of {flops_x:.2f}x ({r['speedup'] / flops_x:.2f} of it; the bar is 0.8), "
-                    f"latency run {r.get('latency_run', '-')}"
-                )
+        for r in small:  # how far the bar is for a model designed small (no verdict: not pruned)
+            flops_x = dense["gflops"] / r["gflops"]
+            out.append(
+                f"- reference, not a pruned row: `{r['name']}` (yolov5n as designed) runs {r['speedup']:.2f}x "
+                f"at a GFLOPs ratio of {flops_x:.2f}x ({r['speedup'] / flops_x:.2f} of it; the bar is 0.8), "
+                f"latency run {r.get('latency_run', '-')}"
+            )
     return out
 
 

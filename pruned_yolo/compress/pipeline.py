@@ -174,9 +174,6 @@ class CompressConfig:
             raise ConfigError(f"--{str(e).replace('_', '-')}") from None
         if self.iterations < 1:
             raise ConfigError("--iterations must be at least 1")
-        for name in ("sparsity_epochs", "finetune_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.bn_recal < 0:
             raise ConfigError(f"--bn-recal must be >= 0 (batches; 0: off), got {self.bn_recal}")
         positive = {
@@ -189,7 +186,7 @@ class CompressConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {v}")
         if self.imgsz < 32 or self.imgsz % 32:
             raise ConfigError(f"--imgsz must be a positive multiple of 32 (the YOLOv5 stride), got {self.imgsz}")
-        for name in ("bn_lr_mult", "distill_weight"):
+        for name in ("sparsity_epochs", "finetune_epochs", "layers", "bn_lr_mult", "distill_weight"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
@@ -199,8 +196,6 @@ class CompressConfig:
             )
         if self.per_layer_ratio is not None and not 0 <= self.per_layer_ratio <= 1:
             raise ConfigError(f"--per-layer-ratio must be in [0, 1], got {self.per_layer_ratio}")
-        if self.layers < 0:
-            raise ConfigError(f"--layers must be >= 0, got {self.layers}")
         if self.finetune_ema not in EMA_PLANS:
             raise ConfigError(f"--finetune-ema must be one of {', '.join(EMA_PLANS)}, got {self.finetune_ema!r}")
         for phase in ("sparsity", "finetune"):

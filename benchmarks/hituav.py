@@ -536,6 +536,15 @@ def rows(b: Bench) -> dict:
             finetune_epochs=b.compress_epochs,
             noval=True,
         ),
+        # calibration (session 17): the plan switched off a growing part at a time (cubic, least important
+        # first, re-planned 8 times per epoch) instead of faded all together: the later choices are made by
+        # a network that has adapted to the first ones
+        "ours_50_gradual": lambda n: b.compress(
+            n, "ours_50 with --mask gradual", target_flops_ratio=0.5, mask="gradual", noval=True
+        ),
+        "ours_n_gradual": lambda n: b.compress(
+            n, "ours_n with --mask gradual", target_gflops=round(b.yolov5n_gflops(), 4), mask="gradual", noval=True
+        ),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

@@ -14,7 +14,7 @@ from pruned_yolo.checkpoint import load_model, save_checkpoint
 from pruned_yolo.cli.main import build_parser
 from pruned_yolo.compress import CompressConfig, Compressor, SparsityCallback, SparsityConfig, compress
 from pruned_yolo.compress.pipeline import with_phase_lr
-from pruned_yolo.compress.sparsity import fade_scale
+from pruned_yolo.compress.sparsity import fade_scale, gradual_fraction, partial_budget
 from pruned_yolo.errors import ConfigError
 from pruned_yolo.models import build_model
 from pruned_yolo.pruning import bn_layers, equivalent_hard_mask, floor_for_budget, prune
@@ -70,7 +70,53 @@ def test_fade_scales_the_planned_channels_by_the_schedule(tiny_model):
         assert not bn.weight[~planned[name]].any() and not bn.bias[~planned[name]].any()
 
 
-def test_a_fade_phase_ends_with_exactly_the_pruned_channels_off(tmp_path):
+def test_gradual_fraction_is_cubic_and_complete_at_the_end():
+    assert gradual_fraction(0.0, 0.6) == 0.0
+    assert gradual_fraction(0.3, 0.6) == pytest.approx(0.875)
+    assert gradual_fraction(0.6, 0.6) == 1.0 and gradual_fraction(0.9, 0.6) == 1.0
+
+
+def test_partial_budget_cuts_a_fraction_of_the_way_for_every_target_kind():
+    assert partial_budget({"target_gflops": 2.0, "imgsz": 64}, 0.25, base_gflops=4.0) == {
+        "target_gflops": 3.5, "imgsz": 64,
+    }  # fmt: skip
+    assert partial_budget(BUDGET, 0.5, 0.0)["target_flops_ratio"] == pytest.approx(0.8)
+    assert partial_budget({"target_params_ratio": 0.4}, 1.0, 0.0) == {"target_params_ratio": pytest.approx(0.4)}
+
+
+def _channels_off(model) -> int:
+    return sum(int(((bn.weight == 0) & (bn.bias == 0)).sum()) for bn in bn_layers(model).values())
+
+
+def test_gradual_switches_the_plan_off_a_growing_part_at_a_time(tiny_model):
+    final, _, _ = equivalent_hard_mask(tiny_model, **BUDGET)
+    n_final = sum(int((~k).sum()) for k in final.values())
+    cb = SparsityCallback(SparsityConfig(0.0, mask="gradual", mask_target="budget", budget=BUDGET, fade_end=0.5))
+    trainer = _fake_trainer(tiny_model, epoch=0, epochs=2, nb=8, ni=0)
+    cb.on_train_start(trainer)
+    cb.on_epoch_start(trainer)
+    assert _channels_off(trainer.net) == 0  # progress 0: nothing planned yet
+    counts = []
+    for ni in range(8):  # one replan per batch (nb 8 // 8); the phase's cut is complete at batch 8 of 16
+        trainer.ni = ni
+        cb.on_optimizer_step(trainer)
+        counts.append(_channels_off(trainer.net))
+        assert _channels_off(trainer.ema.ema) == counts[-1]  # the EMA (the model pruned) follows
+    assert 0 < counts[0] < counts[-1] and all(a <= b for a, b in zip(counts, counts[1:]))
+    # at the end the plan is the round's: the pruning step (planned on the EMA) removes exactly it
+    pruning_plan, _, _ = equivalent_hard_mask(trainer.ema.ema, **BUDGET)
+    assert all(torch.equal(pruning_plan[k], cb.fade_plan[k]) for k in pruning_plan)
+    assert abs(sum(int((~k).sum()) for k in cb.fade_plan.values()) - n_final) <= 0.05 * n_final
+    with torch.no_grad():  # an optimizer step that revives an off channel is undone at the next one
+        for bn in bn_layers(trainer.net).values():
+            bn.weight.add_(0.5)
+    cb.on_optimizer_step(trainer)
+    for name, bn in bn_layers(trainer.net).items():
+        assert not bn.weight[~cb.fade_plan[name]].any() and not bn.bias[~cb.fade_plan[name]].any()
+
+
+@pytest.mark.parametrize("mask", ["fade", "gradual"])
+def test_a_fade_phase_ends_with_exactly_the_pruned_channels_off(tmp_path, mask):
     data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
     torch.manual_seed(0)
     weights = save_checkpoint(build_model(tiny_cfg()), tmp_path / "tiny.safetensors")
@@ -78,7 +124,7 @@ def test_a_fade_phase_ends_with_exactly_the_pruned_channels_off(tmp_path):
         data=str(data), weights=str(weights), epochs=2, imgsz=64, batch=2, workers=0, hyp="scratch-low",
         project=str(tmp_path), name="fade", progress=False, noval=True,
     )  # fmt: skip
-    sp = SparsityConfig(0.0, mask="fade", mask_target="budget", budget=BUDGET, fade_end=0.75)
+    sp = SparsityConfig(0.0, mask=mask, mask_target="budget", budget=BUDGET, fade_end=0.75)
     last = train_or_resume(cfg, [SparsityCallback(sp)])
     model = load_model(last).eval()
     planned, _, _ = equivalent_hard_mask(model, **BUDGET)

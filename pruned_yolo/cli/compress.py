@@ -51,7 +51,7 @@ def add_arguments(p):
     p.add_argument(
         "--fade-end",
         type=float,
-        help="--mask fade: the planned channels reach 0 at this fraction of the sparsity phase",
+        help="--mask fade / gradual: the whole plan is off at this fraction of the sparsity phase",
     )
     p.add_argument(
         "--max-map-drop",

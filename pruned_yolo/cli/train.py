@@ -73,7 +73,8 @@ def add_schedule_and_mask_arguments(p) -> None:
         "--mask",
         default="soft",
         choices=MASKS,
-        help="mask of small-gamma channels (fade: compress only, the planned channels fade to 0)",
+        help="mask of small-gamma channels (compress only: fade scales the planned channels to 0, gradual "
+        "switches them off a few at a time, least important first)",
     )
     p.add_argument("--mask-period", type=int, default=2, help="apply the mask every N epochs (never at epoch 0)")
     p.add_argument("--mask-alpha", type=float, default=0.2, help="mask threshold = alpha * mean |gamma|")

@@ -123,7 +123,7 @@ class CompressConfig:
     mask_alpha: float = 0.2
     mask_stats: str = "keep"
     mask_target: str = "budget"  # "budget": mask the channels the round's pruning will remove
-    fade_end: float = 0.6  # mask "fade": the planned channels reach 0 at this fraction of the sparsity phase
+    fade_end: float = 0.6  # mask "fade" / "gradual": the whole plan is off at this fraction of the sparsity phase
     layers: int = 0  # shortcut Bottlenecks removed in total, spread over the rounds
     round_to: int = 8
     # every group keeps at least max(2, ratio x its dense channels); None: floor_for_budget(the target's fraction)

@@ -19,6 +19,13 @@ Rules (NOTES section 1):
   channels that pruning the EMA model to the round's budget would remove (same importance,
   rounding and floors as the pruning step), so the network learns to do without them
   before they go and pruning right after sparsity training removes near-silent channels.
+  `mask="fade"` scales that plan down to 0 by a cosine over the phase's first `fade_end`;
+  `mask="gradual"` instead grows the plan: at progress p the cut is the budget's removal times
+  `1 - (1 - p / fade_end)^3` (the cubic schedule of gradual magnitude pruning, Zhu & Gupta
+  2018), re-planned 8 times per epoch on the EMA (the channels already off rank last, so the
+  plan only grows), and each newly planned channel is switched off at once: the least
+  important channels go first, and the later choices are made by the network that has
+  adapted to their absence.
 
 Calibration (yolov5s, 320 px, coco128, hyp finetune, batch 16 = nbs): the loss gradient
 of a BN gamma has median 1.3e-3; s = 0.02 with a BatchNorm lr x20 keeps the model
@@ -49,7 +56,9 @@ from ..training.hooks import Callback, register_callback
 LOGGER = logging.getLogger("pruned_yolo")
 
 SCHEDULES = ("cosine", "constant")
-MASKS = ("soft", "hard", "fade", "none")
+MASKS = ("soft", "hard", "fade", "gradual", "none")
+BUDGET_MASKS = ("fade", "gradual")  # masks that follow the round's pruning plan
+GRADUAL_REPLANS_PER_EPOCH = 8
 MASK_FACTORS = {"soft": 0.1, "hard": 0.0}
 MASK_STATS = ("keep", "scale")
 MASK_TARGETS = ("threshold", "budget")
@@ -86,8 +95,10 @@ class SparsityConfig:
             raise ConfigError(f"--mask-target must be one of {', '.join(MASK_TARGETS)}, got {self.mask_target!r}")
         if self.mask_target == "budget" and not self.budget:
             raise ConfigError("--mask-target budget needs a pruning budget (compress sets it per round)")
-        if self.mask == "fade" and self.mask_target != "budget":
-            raise ConfigError("--mask fade needs --mask-target budget (it fades the channels pruning will remove)")
+        if self.mask in BUDGET_MASKS and self.mask_target != "budget":
+            raise ConfigError(
+                f"--mask {self.mask} needs --mask-target budget (it switches off the channels pruning will remove)"
+            )
         if not 0 < self.fade_end <= 1:  # (NaN fails too)
             raise ConfigError(f"--fade-end must be in (0, 1], got {self.fade_end}")
         if not 0 <= self.mask_alpha < 1:
@@ -109,6 +120,23 @@ def fade_scale(progress: float, end: float) -> float:
     if progress >= end:
         return 0.0
     return 0.5 * (1 + math.cos(math.pi * progress / end))
+
+
+def gradual_fraction(progress: float, end: float) -> float:
+    """Fraction of the budget's cut made at `progress` (0..1) of the phase: cubic, complete at `end`."""
+    return 1.0 - (1.0 - min(progress / end, 1.0)) ** 3
+
+
+def partial_budget(budget: dict, fraction: float, base_gflops: float) -> dict:
+    """`budget` (prune() keyword arguments) with only `fraction` of its cut: a target between the
+    dense cost (fraction 0) and the budget's (1). `base_gflops`: the dense model's, for a GFLOPs target."""
+    out = dict(budget)
+    if "target_gflops" in out:
+        out["target_gflops"] = base_gflops - (base_gflops - out["target_gflops"]) * fraction
+    for key in ("target_flops_ratio", "target_params_ratio"):
+        if key in out:
+            out[key] = 1.0 - (1.0 - out[key]) * fraction
+    return out
 
 
 def warmup_ramp(ni: int, nw: int) -> float:
@@ -168,12 +196,17 @@ class SparsityCallback(Callback):
         self.histograms: list[dict] = []
         self.fade_plan = None  # mask "fade": the channels being faded (replanned every epoch)
         self.fade_last = 1.0  # their scale after the last optimizer step
+        self.base_gflops = 0.0  # mask "gradual": the dense model's GFLOPs (masked channels still count)
 
     def spec_args(self) -> dict:
         return {"config": self.config.to_json(), "plots": self.plots}
 
     # -- events ---------------------------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
+        if self.config.mask == "gradual" and "target_gflops" in self.config.budget:
+            from ..utils.torch_utils import gflops
+
+            self.base_gflops = gflops(trainer.ema.ema, self.config.budget.get("imgsz", 640))
         if trainer.is_main and trainer.save_dir is not None:
             path = Path(trainer.save_dir) / "gamma_hist.json"
             if path.is_file():  # resumed run: keep the epochs already recorded
@@ -186,6 +219,12 @@ class SparsityCallback(Callback):
         self.factor = sparsity_factor(cfg.s, trainer.epoch, trainer.epochs, cfg.schedule)
         if cfg.mask == "fade":
             self._plan_fade(trainer)
+            return
+        if cfg.mask == "gradual":  # (re)planned here too, so that a resumed run continues the same cut
+            self._plan_gradual(trainer, trainer.epoch / trainer.epochs)
+            if trainer.is_main:
+                n = sum(int((~k).sum()) for k in self.fade_plan.values())
+                LOGGER.info("gradual mask: %d BN channels of the round's plan switched off", n)
             return
         if cfg.mask != "none" and trainer.epoch > 0 and trainer.epoch % cfg.mask_period == 0:
             factor, scale_stats = MASK_FACTORS[cfg.mask], cfg.mask_stats == "scale"
@@ -204,6 +243,13 @@ class SparsityCallback(Callback):
 
     def on_optimizer_step(self, trainer) -> None:
         if self.fade_plan is None:
+            return
+        if self.config.mask == "gradual":
+            every = max(1, trainer.nb // GRADUAL_REPLANS_PER_EPOCH)
+            if (trainer.ni + 1) % every == 0:
+                self._plan_gradual(trainer, (trainer.ni + 1) / (trainer.epochs * trainer.nb))
+            for m in (trainer.net, trainer.ema.ema):  # off channels stay off (their gammas get gradients)
+                apply_soft_mask(m, self.fade_plan, 0.0)
             return
         scale = fade_scale((trainer.ni + 1) / (trainer.epochs * trainer.nb), self.config.fade_end)
         ratio = scale / self.fade_last if self.fade_last > 0 else 0.0
@@ -247,6 +293,19 @@ class SparsityCallback(Callback):
         if trainer.is_main:
             n = sum(int((~k).sum()) for k in self.fade_plan.values())
             LOGGER.info("fade mask: %d BN channels planned for pruning, at %.3f of their scale", n, self.fade_last)
+
+    def _plan_gradual(self, trainer, progress: float) -> None:
+        """Plan `gradual_fraction(progress)` of the round's cut on the EMA and switch it off."""
+        from ..pruning.pruner import equivalent_hard_mask
+
+        fraction = gradual_fraction(progress, self.config.fade_end)
+        if fraction <= 0.0:
+            self.fade_plan = {}
+            return
+        budget = partial_budget(self.config.budget, fraction, self.base_gflops)
+        self.fade_plan, _, _ = equivalent_hard_mask(trainer.ema.ema, **budget)
+        for m in (trainer.net, trainer.ema.ema):
+            apply_soft_mask(m, self.fade_plan, 0.0)
 
     @staticmethod
     def _histogram(trainer, epoch: int) -> dict:

@@ -26,8 +26,13 @@ model in one run) and `hituav.md` / `hituav.png` are generated from the JSON.
     .venv/bin/python benchmarks/hituav.py                          # every row (many hours on 2 cores)
     .venv/bin/python benchmarks/hituav.py --only ours_50 dense_s    # some rows
     .venv/bin/python benchmarks/hituav.py --report                  # only latency, table and plot
+    .venv/bin/python benchmarks/hituav.py --holdout --latency-runs 0   # hold-out scores of the rows on disk
     .venv/bin/python benchmarks/hituav.py --protocol gpu            # hituav.yaml, 640 px (GPU machine)
     .venv/bin/python benchmarks/hituav.py --start s48 --only dense_s ours_50   # from a better-trained dense
+
+Since session 17 every row is also scored on the hold-out images of the cpu protocol (`images/train`
+minus `train_cpu.txt`: 507 images no row trains on, frames of the same flights as `images/val`), so
+that a choice of recipe is checked on a second split; rows recorded before lack that column.
 
 `--start s48` runs the same rows from a dense model that trained longer: the shared model plus
 the 28 epochs of the row `dense_s_matched_nbs16` (48 epochs, trained first if its run is not on
@@ -47,11 +52,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from common import RESULTS, RUNS, SHARED, ResultsFile, machine, relative
+from common import RESULTS, ROOT, RUNS, SHARED, ResultsFile, machine, relative
 
 from pruned_yolo import build_model, load_model, save_checkpoint
 from pruned_yolo.benchmark import onnx_latency_ms
 from pruned_yolo.compress import CompressConfig, Compressor, DistillationCallback
+from pruned_yolo.data.config import DataConfig, list_images, load_data_config
 from pruned_yolo.evaluation.validator import Validator
 from pruned_yolo.pruning import rebuild, trace_forward
 from pruned_yolo.training import Callback, TrainConfig, load_hyp, train_or_resume
@@ -103,6 +109,17 @@ PROTOCOLS = {
 }
 
 
+def holdout_data(data_yaml: str) -> DataConfig | None:
+    """The training images a protocol never trains on (cpu: `images/train` minus `train_cpu.txt`, 507
+    images) as the val split of its data, or None when it trains on all of them. A second split of the
+    same kind as `images/val` (frames of the same flights, interleaved in name order), so that a
+    recipe is not chosen on one 290-image split alone."""
+    data = load_data_config(data_yaml)
+    trained = set(list_images(data.train))
+    rest = tuple(p for p in list_images([data.root / "images" / "train"]) if p not in trained)
+    return replace(data, val=rest) if rest else None
+
+
 class Bench:
     def __init__(self, protocol: Protocol, seed: int, start: Start = STARTS["shared"]):
         defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
@@ -118,6 +135,8 @@ class Bench:
         self.runs = RUNS / f"hituav{suffix}"
         self.dense = DENSE_S if start.shared else self.train_start(protocol)
         self.validator = Validator(protocol.data, imgsz=protocol.imgsz, batch_size=16)
+        holdout = holdout_data(protocol.data)
+        self.holdout = Validator(holdout, imgsz=protocol.imgsz, batch_size=16) if holdout else None
         # rows with a sparsity / regularization phase (Torch-Pruning's, the paper's ablation) spend the
         # same total epochs, split like the paper's recipe: REGULARIZE_EPOCHS, then pruning and training
         self.split = (REGULARIZE_EPOCHS, self.compress_epochs - REGULARIZE_EPOCHS)
@@ -145,8 +164,24 @@ class Bench:
                 total += sum(float(r.get("time/epoch_s") or 0) for r in csv.DictReader(f))
         return total
 
-    def evaluate(self, model: torch.nn.Module) -> dict:
-        return self.validator(model, "cpu" if not torch.cuda.is_available() else 0, progress=False)
+    def evaluate(self, model: torch.nn.Module, validator: Validator | None = None) -> dict:
+        return (validator or self.validator)(model, "cpu" if not torch.cuda.is_available() else 0, progress=False)
+
+    def holdout_scores(self, model: torch.nn.Module) -> dict:
+        """{"holdout_mAP50", "holdout_mAP50-95"} of `model` on the protocol's hold-out images ({} if none)."""
+        if not self.holdout:
+            return {}
+        m = self.evaluate(model, self.holdout)
+        return {"holdout_mAP50": round(m["mAP50"], 4), "holdout_mAP50-95": round(m["mAP50-95"], 4)}
+
+    def score_holdout(self) -> None:
+        """Add the hold-out scores to every row whose weights are still on disk and that has none yet."""
+        for row in self.results.rows().values():
+            on_disk = row.get("weights") and (ROOT / row["weights"]).is_file()  # run folders outlive no session
+            if "holdout_mAP50-95" in row or not on_disk:
+                continue
+            self.results.put({**row, **self.holdout_scores(load_model(ROOT / row["weights"]))})
+            LOGGER.info("%s: hold-out mAP50-95 %.4f", row["name"], self.results.get(row["name"])["holdout_mAP50-95"])
 
     @functools.cached_property
     def start_map(self) -> float:
@@ -168,6 +203,7 @@ class Bench:
             "params": count_params(model),
             "mAP50": round(m["mAP50"], 4),
             "mAP50-95": round(m["mAP50-95"], 4),
+            **self.holdout_scores(model),
             "epochs": epochs,
             "seed": self.seed,
             "wall_s": round(wall_s, 1),
@@ -559,6 +595,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the trained rows (non-zero: rows named NAME_seedN)")
     p.add_argument("--latency-runs", type=int, default=30, help="ONNX Runtime timed runs per model (0: skip)")
     p.add_argument("--report", action="store_true", help="no training: latency, table and plot only")
+    p.add_argument(
+        "--holdout", action="store_true", help="no training: score the rows still on disk on the hold-out images"
+    )
     return p.parse_args()
 
 
@@ -571,7 +610,9 @@ def main() -> None:
     unknown = [n for n in args.only or [] if n not in known]
     if unknown:
         raise SystemExit(f"hituav.py: unknown row {', '.join(unknown)} (rows: {', '.join(table)})")
-    if not args.report:
+    if args.holdout:
+        b.score_holdout()
+    elif not args.report:
         for name, step in table.items():
             row = b.row_name(name)
             if (args.only and name not in args.only and row not in args.only) or b.results.get(row):

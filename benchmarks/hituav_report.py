@@ -38,12 +38,18 @@ TP_ROWS = ("tp_magnitude_50", "tp_bnscale_50", "tp_growingreg_50")
 HEADLINE = ("dense_s", "dense_s_matched", "dense_s_matched_nbs16", "yolov5n_matched", "ours_50", "ours_n", *TP_ROWS)
 
 
+# columns shown only where some row recorded them, after mAP50-95
+OPTIONAL_COLUMNS = [
+    ("start mAP50-95", "start_mAP50-95", "{:.4f}"),  # a retrained start (`--start`)
+    ("hold-out mAP50-95", "holdout_mAP50-95", "{:.4f}"),  # `images/train` not trained on (`--holdout`)
+]
+
+
 def columns(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
-    """COLUMNS, with the start's measured mAP where rows recorded it (a retrained start, `--start`)."""
-    if not any("start_mAP50-95" in r for r in rows.values()):
-        return COLUMNS
+    """COLUMNS, with the optional columns that some row recorded."""
+    extra = [c for c in OPTIONAL_COLUMNS if any(c[1] in r for r in rows.values())]
     at = [key for _, key, _ in COLUMNS].index("mAP50-95") + 1
-    return [*COLUMNS[:at], ("start mAP50-95", "start_mAP50-95", "{:.4f}"), *COLUMNS[at:]]
+    return [*COLUMNS[:at], *extra, *COLUMNS[at:]]
 
 
 def targets(rows: dict[str, dict]) -> list[str]:

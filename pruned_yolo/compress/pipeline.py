@@ -39,6 +39,9 @@ epochs, distillation; details in `benchmarks/results/hituav_notes.md`):
 * the split at yolov5n's GFLOPs: 4 sparsity + 24 fine-tuning epochs 0.1973 / 0.1966 over two
   seeds (+0.5 over 12 + 16), pruning at once then 28 epochs 0.1802; even at 50% (0.2474 with
   4 + 24): 12 + 16 stays the default (a default moves for 1 point or more).
+* the plan switched off a growing part at a time (`mask="gradual"`: cubic, least important first,
+  re-planned on the EMA 8 times per epoch) instead of faded together: 0.2169 at the cut (0.2135),
+  0.2484 at the end, within the fade's seeds 0.2544 / 0.2490: the fade stays the default.
 
 Run folder:
 

@@ -135,8 +135,6 @@ class Bench:
         self.runs = RUNS / f"hituav{suffix}"
         self.dense = DENSE_S if start.shared else self.train_start(protocol)
         self.validator = Validator(protocol.data, imgsz=protocol.imgsz, batch_size=16)
-        holdout = holdout_data(protocol.data)
-        self.holdout = Validator(holdout, imgsz=protocol.imgsz, batch_size=16) if holdout else None
         # rows with a sparsity / regularization phase (Torch-Pruning's, the paper's ablation) spend the
         # same total epochs, split like the paper's recipe: REGULARIZE_EPOCHS, then pruning and training
         self.split = (REGULARIZE_EPOCHS, self.compress_epochs - REGULARIZE_EPOCHS)
@@ -167,6 +165,12 @@ class Bench:
     def evaluate(self, model: torch.nn.Module, validator: Validator | None = None) -> dict:
         return (validator or self.validator)(model, "cpu" if not torch.cuda.is_available() else 0, progress=False)
 
+    @functools.cached_property
+    def holdout(self) -> Validator | None:
+        """The hold-out images' validator, built when a row is first scored (not at every start-up)."""
+        data = holdout_data(self.p.data)
+        return Validator(data, imgsz=self.p.imgsz, batch_size=16) if data else None
+
     def holdout_scores(self, model: torch.nn.Module) -> dict:
         """{"holdout_mAP50", "holdout_mAP50-95"} of `model` on the protocol's hold-out images ({} if none)."""
         if not self.holdout:
@@ -180,8 +184,9 @@ class Bench:
             on_disk = row.get("weights") and (ROOT / row["weights"]).is_file()  # run folders outlive no session
             if "holdout_mAP50-95" in row or not on_disk:
                 continue
-            self.results.put({**row, **self.holdout_scores(load_model(ROOT / row["weights"]))})
-            LOGGER.info("%s: hold-out mAP50-95 %.4f", row["name"], self.results.get(row["name"])["holdout_mAP50-95"])
+            scores = self.holdout_scores(load_model(ROOT / row["weights"]))
+            self.results.put({**row, **scores})
+            LOGGER.info("%s: hold-out mAP50-95 %s", row["name"], scores.get("holdout_mAP50-95", "- (no hold-out)"))
 
     @functools.cached_property
     def start_map(self) -> float:

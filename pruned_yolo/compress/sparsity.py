@@ -222,6 +222,7 @@ class SparsityCallback(Callback):
             return
         if cfg.mask == "gradual":  # (re)planned here too, so that a resumed run continues the same cut
             self._plan_gradual(trainer, trainer.epoch / trainer.epochs)
+            self._switch_off(trainer)
             if trainer.is_main:
                 n = sum(int((~k).sum()) for k in self.fade_plan.values())
                 LOGGER.info("gradual mask: %d BN channels of the round's plan switched off", n)
@@ -248,8 +249,7 @@ class SparsityCallback(Callback):
             every = max(1, trainer.nb // GRADUAL_REPLANS_PER_EPOCH)
             if (trainer.ni + 1) % every == 0:
                 self._plan_gradual(trainer, (trainer.ni + 1) / (trainer.epochs * trainer.nb))
-            for m in (trainer.net, trainer.ema.ema):  # off channels stay off (their gammas get gradients)
-                apply_soft_mask(m, self.fade_plan, 0.0)
+            self._switch_off(trainer)  # at every step: off channels stay off (their gammas get gradients)
             return
         scale = fade_scale((trainer.ni + 1) / (trainer.epochs * trainer.nb), self.config.fade_end)
         ratio = scale / self.fade_last if self.fade_last > 0 else 0.0
@@ -295,7 +295,7 @@ class SparsityCallback(Callback):
             LOGGER.info("fade mask: %d BN channels planned for pruning, at %.3f of their scale", n, self.fade_last)
 
     def _plan_gradual(self, trainer, progress: float) -> None:
-        """Plan `gradual_fraction(progress)` of the round's cut on the EMA and switch it off."""
+        """Plan `gradual_fraction(progress)` of the round's cut on the EMA (the model that gets pruned)."""
         from ..pruning.pruner import equivalent_hard_mask
 
         fraction = gradual_fraction(progress, self.config.fade_end)
@@ -304,6 +304,8 @@ class SparsityCallback(Callback):
             return
         budget = partial_budget(self.config.budget, fraction, self.base_gflops)
         self.fade_plan, _, _ = equivalent_hard_mask(trainer.ema.ema, **budget)
+
+    def _switch_off(self, trainer) -> None:
         for m in (trainer.net, trainer.ema.ema):
             apply_soft_mask(m, self.fade_plan, 0.0)
 

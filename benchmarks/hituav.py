@@ -586,6 +586,11 @@ def rows(b: Bench) -> dict:
         "ours_n_gradual": lambda n: b.compress(
             n, "ours_n with --mask gradual", target_gflops=round(b.yolov5n_gflops(), 4), mask="gradual", noval=True
         ),
+        # session 18: a mild cut; is the gap to the matched dense model one of capacity (it shrinks at 75%)
+        # or of the fade phase and the short training (it stays)?
+        "ours_75": lambda n: b.compress(
+            n, "compress --target-flops-ratio 0.75 (defaults)", target_flops_ratio=0.75, noval=True
+        ),
         # calibration (session 18): at yolov5n's budget a floor of 0.4 gained 3.9 points over 0.1; 0.45 is the
         # highest floor whose plan still has room to rank (1.59M params against 1.24M; 0.5 is yolov5n's shape)
         "ours_n_floor45": lambda n: b.compress(

@@ -124,6 +124,7 @@ class Bench:
     def __init__(self, protocol: Protocol, seed: int, start: Start = STARTS["shared"]):
         defaults = CompressConfig(weights="", data="", target_flops_ratio=0.5)
         self.compress_epochs = defaults.iterations * (defaults.sparsity_epochs + defaults.finetune_epochs)
+        self.finetune_epochs = defaults.finetune_epochs
         self.p = (
             protocol if start.shared else replace(protocol, dense_epochs=protocol.dense_epochs + self.compress_epochs)
         )
@@ -238,12 +239,13 @@ class Bench:
             wall = self.train_seconds(self.dense.parents[1])
         self.record(name, self.dense, method, self.p.dense_epochs, wall)
 
-    def dense_s_matched(self, name: str, nbs: int | None = None) -> None:
-        nbs = nbs or self.nbs
-        last = self.train(name, self.dense, self.compress_epochs, nbs=nbs)
+    def dense_s_matched(self, name: str, nbs: int | None = None, epochs: int | None = None) -> None:
+        """The dense model trained on: for `compress`'s epochs unless `epochs` says otherwise."""
+        nbs, epochs = nbs or self.nbs, epochs or self.compress_epochs
+        last = self.train(name, self.dense, epochs, nbs=nbs)
         self.record(
-            name, last, f"dense yolov5s trained {self.compress_epochs} more epochs (same hyp, nbs {nbs})",
-            self.p.dense_epochs + self.compress_epochs, self.train_seconds(self.runs / name),
+            name, last, f"dense yolov5s trained {epochs} more epochs (same hyp, nbs {nbs})",
+            self.p.dense_epochs + epochs, self.train_seconds(self.runs / name),
         )  # fmt: skip
 
     def yolov5n_matched(self, name: str) -> None:
@@ -595,6 +597,9 @@ def rows(b: Bench) -> dict:
         ),
         # calibration (session 18): at yolov5n's budget a floor of 0.4 gained 3.9 points over 0.1; 0.45 is the
         # highest floor whose plan still has room to rank (1.59M params against 1.24M; 0.5 is yolov5n's shape)
+        # session 19: what 16 epochs of straight training (the length of compress's fine-tuning) give the
+        # dense model; does a cut model learn as fast per epoch as the dense one?
+        "dense_s_16": lambda n: b.dense_s_matched(n, nbs=16, epochs=b.finetune_epochs),
         "ours_n_floor45": lambda n: b.compress(
             n,
             "ours_n with --per-layer-ratio 0.45 (floor)",

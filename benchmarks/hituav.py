@@ -597,9 +597,6 @@ def rows(b: Bench) -> dict:
         ),
         # calibration (session 18): at yolov5n's budget a floor of 0.4 gained 3.9 points over 0.1; 0.45 is the
         # highest floor whose plan still has room to rank (1.59M params against 1.24M; 0.5 is yolov5n's shape)
-        # session 19: what 16 epochs of straight training (the length of compress's fine-tuning) give the
-        # dense model; does a cut model learn as fast per epoch as the dense one?
-        "dense_s_16": lambda n: b.dense_s_matched(n, nbs=16, epochs=b.finetune_epochs),
         "ours_n_floor45": lambda n: b.compress(
             n,
             "ours_n with --per-layer-ratio 0.45 (floor)",
@@ -607,6 +604,9 @@ def rows(b: Bench) -> dict:
             per_layer_ratio=0.45,
             noval=True,
         ),
+        # session 19: what 16 epochs of straight training (the length of compress's fine-tuning) give the
+        # dense model; does a cut model learn as fast per epoch as the dense one?
+        "dense_s_16": lambda n: b.dense_s_matched(n, nbs=16, epochs=b.finetune_epochs),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

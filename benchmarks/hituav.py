@@ -607,6 +607,16 @@ def rows(b: Bench) -> dict:
         # session 19: what 16 epochs of straight training (the length of compress's fine-tuning) give the
         # dense model; does a cut model learn as fast per epoch as the dense one?
         "dense_s_16": lambda n: b.dense_s_matched(n, nbs=16, epochs=b.finetune_epochs),
+        # session 20: the whole epoch budget of the cost target (2 x the dense model's 20 = 40), the extra 12
+        # epochs to the fine-tuning (where the cut model lags); with its matched dense model
+        "ours_50_e40": lambda n: b.compress(
+            n,
+            f"ours_50 with {b.p.dense_epochs * 2 - b.compress_epochs} more fine-tuning epochs (40 in all)",
+            target_flops_ratio=0.5,
+            finetune_epochs=b.finetune_epochs + b.p.dense_epochs * 2 - b.compress_epochs,
+            noval=True,
+        ),
+        "dense_s_40": lambda n: b.dense_s_matched(n, nbs=16, epochs=b.p.dense_epochs * 2),
     }
     for name, method, settings in ABLATION_ROWS:
         table[name] = lambda n, method=method, settings=settings: b.compress(n, method, **settings, **ablation)

@@ -42,6 +42,9 @@ epochs, distillation; details in `benchmarks/results/hituav_notes.md`):
 * the plan switched off a growing part at a time (`mask="gradual"`: cubic, least important first,
   re-planned on the EMA 8 times per epoch) instead of faded together: 0.2169 at the cut (0.2135),
   0.2484 at the end, within the fade's seeds 0.2544 / 0.2490: the fade stays the default.
+* 12 + 28 epochs (40, the issue's cost limit of 2 x the dense model's 20; `finetune_epochs=28`):
+  0.2664 (seed 0), +1.2 over 12 + 16: a longer fine-tuning pays, but the default stays 16 until
+  a second seed and the 40-epoch comparison rows are measured.
 
 Run folder:
 
